@@ -1,0 +1,1 @@
+"""Exact and MinHash deduplication, and decontamination against evaluation benchmarks."""

@@ -1,0 +1,1 @@
+"""Provenance: step → documents, span index (suffix arrays), resemblance search, web view."""

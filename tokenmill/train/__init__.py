@@ -1,0 +1,1 @@
+"""The bundled DeepSeek-V3-style trainer: model (MLA, MoE, MTP), mixture loader, loop, checkpoints."""
