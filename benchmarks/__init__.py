@@ -1,0 +1,1 @@
+"""Side-by-side benchmarks against the anchors; each writes benchmarks/results/NAME.json and RESULTS.md."""
