@@ -79,13 +79,25 @@ class Stage:
 
 
 class GlobalStage(Stage):
-    """A stage that needs all shards first. `prepare` yields phases of tasks; results come back via `send`."""
+    """A stage that needs all shards first. `prepare` yields phases of tasks; results come back via `send`.
+
+    The runner, in the driver: `phases = stage.prepare(inputs, workdir)`; runs each yielded list of tasks (done
+    tasks are skipped on a re-run) and sends their results back; then `summary(workdir)` goes into the report.
+    Then on every shard, in a worker: it builds the stage again from its config, sets `stage.workdir` and
+    `stage.shard` (a `ShardInfo` whose index is the position of that shard in `inputs`), calls `setup()` and
+    `process(batch)` for each batch of that shard, exactly like an ordinary stage.
+    """
 
     workdir: str | None = None
+    shard: ShardInfo | None = None
 
     def prepare(self, inputs: list[str], workdir: str) -> Phases:  # pragma: no cover - abstract
         raise NotImplementedError
         yield []
+
+    def summary(self, workdir: str) -> dict:
+        """JSON-able facts for the run report (cluster sizes, contamination table...). Read from `workdir`."""
+        return {}
 
 
 @dataclass
