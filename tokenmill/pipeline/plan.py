@@ -32,10 +32,18 @@ STAGES: dict[str, str] = {
 
 
 def stage_class(name: str, where: str = "job spec") -> type[Stage]:
-    if name not in STAGES:
-        raise ConfigError(f"{where}: unknown stage {name!r}; known stages: {', '.join(sorted(STAGES))}")
-    module, _, attr = STAGES[name].partition(":")
-    return getattr(importlib.import_module(module), attr)
+    """A registered name, or `package.module:Class` for a user's own stage (it must subclass Stage)."""
+    if name not in STAGES and ":" not in name:
+        raise ConfigError(f"{where}: unknown stage {name!r}; known stages: {', '.join(sorted(STAGES))} "
+                          "(or give your own as package.module:Class)")
+    module, _, attr = STAGES.get(name, name).partition(":")
+    try:
+        cls = getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as err:
+        raise ConfigError(f"{where}: cannot import stage {name!r}: {err}") from None
+    if not (isinstance(cls, type) and issubclass(cls, Stage)):
+        raise ConfigError(f"{where}: {name!r} is not a tokenmill.stage.Stage subclass")
+    return cls
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,155 @@
+"""The run report: `OUT/report/stats.json` and `OUT/report/index.html` with PNG plots and tables.
+
+Rewritten at the end of every run; `tokenmill report OUT` rebuilds it from stats.json and the run's files.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from tokenmill.io import atomic_write_bytes, atomic_write_json, read_json
+
+HIST_BINS = 40
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: Path) -> str:
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    _plt().close(fig)
+    return path.name
+
+
+def plot_funnel(stats: dict, path: Path) -> str:
+    plt = _plt()
+    f = stats["funnel"]
+    fig, ax = plt.subplots(figsize=(8, 0.45 * len(f) + 1.2))
+    names = [s["stage"] for s in f][::-1]
+    ax.barh(names, [s["docs_in"] for s in f][::-1], color="#ccd", label="in")
+    ax.barh(names, [s["docs_kept"] for s in f][::-1], color="#36c", label="kept")
+    ax.set_xlabel("documents")
+    ax.set_title("Document funnel per stage")
+    ax.legend(loc="lower right")
+    return _save(fig, path)
+
+
+def plot_drops(stats: dict, path: Path) -> str | None:
+    drops = stats["drop_reasons"]
+    if not drops:
+        return None
+    plt = _plt()
+    items = list(drops.items())[:30][::-1]
+    fig, ax = plt.subplots(figsize=(8, 0.35 * len(items) + 1.2))
+    ax.barh([k for k, _ in items], [v for _, v in items], color="#c63")
+    ax.set_xlabel("documents dropped")
+    ax.set_title("Drops by reason")
+    return _save(fig, path)
+
+
+def score_histograms(out: Path, stats: dict, report_dir: Path) -> list[tuple[str, str]]:
+    """One histogram per score column a stage declares (`score_columns`), over kept and rejected documents."""
+    import numpy as np
+
+    from tokenmill.pipeline.plan import stage_class
+
+    files = sorted((out / "documents").glob("*.parquet")) + sorted((out / "rejected").glob("*/*.parquet"))
+    columns: list[str] = []
+    for s in stats["funnel"][1:]:
+        try:
+            columns += list(getattr(stage_class(s["stage"].split("#")[0]), "score_columns", ()))
+        except Exception:  # noqa: BLE001 - a report never fails on an unknown stage
+            continue
+    plots = []
+    for col in dict.fromkeys(columns):
+        values = []
+        for f in files:
+            if col in pq.read_schema(f).names:
+                values.append(pq.read_table(f, columns=[col])[col].to_numpy(zero_copy_only=False))
+        if not values:
+            continue
+        v = np.concatenate(values).astype(float)
+        v = v[np.isfinite(v)]
+        if v.size == 0:
+            continue
+        plt = _plt()
+        fig, ax = plt.subplots(figsize=(5, 3))
+        ax.hist(v, bins=HIST_BINS, color="#396")
+        ax.set_title(col)
+        ax.set_ylabel("documents")
+        name = "hist-" + "".join(ch if ch.isalnum() else "_" for ch in col) + ".png"
+        plots.append((col, _save(fig, report_dir / name)))
+    return plots
+
+
+def _table(rows: list[dict], cols: list[str]) -> str:
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(r.get(c, '')))}</td>" for c in cols) + "</tr>"
+                   for r in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def render_html(stats: dict, images: dict[str, str | None], hists: list[tuple[str, str]]) -> str:
+    parts = [f"<h1>tokenmill run report: {html.escape(stats['job'])}</h1>",
+             f"<p>spec: <code>{html.escape(stats['spec'])}</code> — documents out: "
+             f"<b>{stats['documents_out']}</b></p>", "<h2>Funnel</h2>"]
+    if images.get("funnel"):
+        parts.append(f'<img id="plot-funnel" src="{images["funnel"]}" alt="funnel">')
+    parts.append(_table([{**s, "dropped": sum(s["dropped"].values())} for s in stats["funnel"]],
+                        ["stage", "docs_in", "docs_kept", "dropped", "bytes_in", "bytes_kept"]))
+    parts.append("<h2>Drops by reason</h2>")
+    if images.get("drops"):
+        parts.append(f'<img id="plot-drops" src="{images["drops"]}" alt="drops by reason">')
+    parts.append(_table([{"reason": k, "documents": v} for k, v in stats["drop_reasons"].items()],
+                        ["reason", "documents"]))
+    if hists:
+        parts.append("<h2>Scores</h2>")
+        parts += [f'<img class="hist" src="{src}" alt="{html.escape(col)}">' for col, src in hists]
+    for name, summary in (stats.get("summaries") or {}).items():
+        parts.append(f"<h2>{html.escape(name)}</h2>")
+        for key, value in summary.items():
+            if isinstance(value, list) and value and isinstance(value[0], dict):
+                parts.append(f"<h3>{html.escape(key)}</h3>" + _table(value[:200], list(value[0])))
+            else:
+                parts.append(f"<p><b>{html.escape(key)}</b>: <code>{html.escape(json.dumps(value)[:2000])}</code></p>")
+    if stats.get("tokens"):
+        parts.append("<h2>Tokens per source</h2>")
+        parts.append(_table([{"source": k, **v} for k, v in stats["tokens"].items()],
+                            ["source", "num_tokens", "num_documents", "dtype", "vocab_size"]))
+    style = ("body{font-family:sans-serif;max-width:1000px;margin:2em auto}table{border-collapse:collapse;"
+             "margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}img{max-width:100%}")
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>tokenmill report</title>"
+            f"<style>{style}</style></head><body>{''.join(parts)}</body></html>")
+
+
+def write_report(out: Path, stats: dict) -> Path:
+    report_dir = out / "report"
+    report_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(report_dir / "stats.json", stats)
+    images = {"funnel": plot_funnel(stats, report_dir / "funnel.png"),
+              "drops": plot_drops(stats, report_dir / "drops.png")}
+    hists = score_histograms(out, stats, report_dir)
+    page = report_dir / "index.html"
+    atomic_write_bytes(page, render_html(stats, images, hists).encode())
+    return page
+
+
+def rebuild_report(run_dir: str | Path) -> Path:
+    out = Path(run_dir)
+    stats_path = out / "report" / "stats.json"
+    if not stats_path.exists():
+        from tokenmill.config import ConfigError
+
+        raise ConfigError(f"{out}: no report/stats.json — is this a tokenmill run directory?")
+    return write_report(out, read_json(stats_path))
