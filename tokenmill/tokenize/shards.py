@@ -40,7 +40,7 @@ class TokenDataset:
         self.pad_id: int = meta.get("pad_id", meta["eos_id"])
         self.vocab_size: int = meta["vocab_size"]
         self.num_tokens: int = meta["num_tokens"]
-        self.num_docs: int = meta.get("num_docs", 0)
+        self.num_docs: int = meta.get("num_documents", 0)
         self.shards: list[dict] = meta["shards"]
         self.num_shards: int = len(self.shards)
         self.shard_tokens = np.array([s["num_tokens"] for s in self.shards], dtype=np.int64)

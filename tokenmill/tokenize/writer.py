@@ -75,7 +75,7 @@ class ShardWriter:
         idx_tmp = _tmp_name(idx_path)
         pq.write_table(pa.Table.from_batches(self._rows, schema=INDEX_SCHEMA), idx_tmp, compression="zstd")
         entry = {"bin": self.bin_name, "idx": self.idx_name, "num_tokens": self.num_tokens,
-                 "num_docs": self.num_docs, "sha256": sha, "block_xxh3": blocks,
+                 "num_documents": self.num_docs, "sha256": sha, "block_xxh3": blocks,
                  "idx_sha256": sha256_file(idx_tmp)}
         os.replace(self._bin_tmp, self.folder / self.bin_name)  # a killed task never leaves a half shard
         os.replace(idx_tmp, idx_path)
@@ -123,7 +123,7 @@ def dataset_meta(source: str, shards: list[dict], *, dtype: np.dtype, eos_id: in
         "eos_id": int(eos_id),
         "pad_id": int(pad_id),
         "num_tokens": int(sum(s["num_tokens"] for s in shards)),
-        "num_docs": int(sum(s["num_docs"] for s in shards)),
+        "num_documents": int(sum(s["num_documents"] for s in shards)),
         "packing": packing or {},
         "shards": shards,
     }

@@ -1,0 +1,168 @@
+"""The tokenize step of a pipeline job: the `tokenize:` section of a job spec and its phases of Ray tasks.
+
+    [train the tokenizer on the first `max_docs` documents]  (one task, when `train:` is given)
+    → encode: one task per document file; `encode_batch` per batch of documents, EOS after each document,
+      rows grouped by `source` into OUT/<source slug>/shard-<file index>.bin (one shard per file and source)
+    → finalize: one task per source, writing its dataset.json and the packing plans asked for.
+
+Every output is written atomically; a re-run skips tasks whose done-marker exists (the runner's job). Measured:
+~1.2M tokens/s per core for encode (benchmarks/tokenize.py has the current figure vs datatrove).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from pydantic import Field, model_validator
+
+from tokenmill.config import ConfigError, Strict
+from tokenmill.stage import Phases, Task
+from tokenmill.tokenize.format import dtype_for_vocab, source_slug
+from tokenmill.tokenize.tokenizer import DEFAULT_SPECIAL_TOKENS, load_tokenizer, special_ids, tokenizer_sha256
+from tokenmill.tokenize.tokenizer import vocab_size as tokenizer_vocab_size
+from tokenmill.tokenize.writer import ShardWriter, dataset_meta, read_sidecars, write_meta
+
+ENCODE_BATCH_DOCS = 512  # documents per encode_batch call: large enough to use both Rust threads, small in memory
+
+
+class TrainTokenizer(Strict):
+    vocab_size: int = Field(default=8192, ge=260)
+    max_docs: int | None = Field(default=100_000, ge=1)  # train on the first N kept documents (file order)
+    special_tokens: list[str] = Field(default_factory=lambda: list(DEFAULT_SPECIAL_TOKENS))
+
+
+class TokenizeConfig(Strict):
+    """`tokenize:` in a job spec. Give `tokenizer` (a tokenizer.json) or `train` (settings), not both."""
+
+    tokenizer: str | None = None
+    train: TrainTokenizer | None = None
+    eos_token: str | None = None  # None: the tokenizer's <|endoftext|>, </s>, ... whichever it has
+    dtype: Literal["auto", "uint16", "uint32"] = "auto"  # auto: uint16 when every id fits, else uint32
+    seq_lens: list[int] = Field(default_factory=list)  # packing plans to precompute, e.g. [2048]
+    packing: list[Literal["concat", "bestfit"]] = Field(default_factory=lambda: ["concat", "bestfit"])
+    batch_docs: int = Field(default=ENCODE_BATCH_DOCS, ge=1)
+
+    @model_validator(mode="after")
+    def _one_tokenizer(self) -> TokenizeConfig:
+        if (self.tokenizer is None) == (self.train is None):
+            raise ValueError("give exactly one of `tokenizer: path/to/tokenizer.json` or `train: {vocab_size: N}`")
+        if self.tokenizer is not None and not Path(self.tokenizer).is_file():
+            raise ValueError(f"tokenizer file not found: {self.tokenizer}")
+        if any(s < 1 for s in self.seq_lens):
+            raise ValueError(f"seq_lens must be positive, got {self.seq_lens}")
+        if self.train is not None and self.dtype == "uint16" and self.train.vocab_size > 65536:
+            raise ValueError(f"dtype uint16 cannot hold vocab_size {self.train.vocab_size}; use auto or uint32")
+        return self
+
+
+def tokenize_phases(config: TokenizeConfig, doc_files: list[str], out_dir: str) -> Phases:
+    out = Path(out_dir)
+    tok_path = config.tokenizer
+    if config.train is not None:
+        tok_path = str(out / "tokenizer.json")
+        t = config.train
+        yield [Task("train-tokenizer", train_task, (list(doc_files), tok_path, t.vocab_size,
+                                                    tuple(t.special_tokens), t.max_docs))]
+    assert tok_path is not None
+    tasks = [Task(f"encode-{i:05d}", encode_file, (f, i, str(out), tok_path, config)) for i, f in
+             enumerate(doc_files)]
+    results = yield tasks
+    sources: dict[str, str] = {}
+    for r in results or []:
+        sources.update(r.get("sources", {}))
+    yield [Task(f"finalize-{slug}", finalize_dataset, (str(out / slug), src, tok_path, config))
+           for slug, src in sorted(sources.items())]
+
+
+def train_task(doc_files: list[str], out: str, vocab_size: int, special: tuple[str, ...],
+               max_docs: int | None) -> dict:
+    from tokenmill.tokenize.tokenizer import train_tokenizer
+
+    path = train_tokenizer(doc_files, out, vocab_size=vocab_size, special_tokens=special, max_docs=max_docs)
+    return {"tokenizer": str(path), "sha256": tokenizer_sha256(path)}
+
+
+def _token_dtype(config: TokenizeConfig, vocab: int, tok_path: str) -> np.dtype:
+    if config.dtype == "auto":
+        return dtype_for_vocab(vocab)
+    if config.dtype == "uint16" and vocab > 65536:
+        raise ConfigError(f"{tok_path}: vocab of {vocab} ids does not fit tokenize.dtype uint16; use auto")
+    return np.dtype(config.dtype).newbyteorder("<")
+
+
+def encode_file(doc_file: str, index: int, out_dir: str, tok_path: str, config: TokenizeConfig) -> dict:
+    """Tokenize one Parquet document file into one shard per source found in it."""
+    tok = load_tokenizer(tok_path)
+    eos, _ = special_ids(tok, config.eos_token)
+    vocab = tokenizer_vocab_size(tok)
+    dtype = _token_dtype(config, vocab, tok_path)
+    writers: dict[str, ShardWriter] = {}
+    sources: dict[str, str] = {}
+    skipped = docs = 0
+    try:
+        pf = pq.ParquetFile(doc_file)
+    except Exception as err:
+        raise ConfigError(f"{doc_file}: not a readable Parquet document file: {err}") from None
+    cols = [c for c in ("id", "url", "source", "text", "drop_reason") if c in pf.schema_arrow.names]
+    if "text" not in cols:
+        raise ConfigError(f"{doc_file}: no `text` column to tokenize")
+    try:
+        for batch in pf.iter_batches(batch_size=config.batch_docs, columns=cols):
+            keep = pc.is_valid(batch.column("text"))
+            if "drop_reason" in cols:
+                keep = pc.and_(keep, pc.is_null(batch.column("drop_reason")))
+            skipped += len(batch) - pc.sum(keep).as_py() if len(batch) else 0
+            batch = batch.filter(keep)
+            if not len(batch):
+                continue
+            ids = [e.ids for e in tok.encode_batch(batch.column("text").to_pylist(), add_special_tokens=False)]
+            src_col = batch.column("source") if "source" in cols else pa.nulls(len(batch), pa.string())
+            groups = pc.dictionary_encode(pc.fill_null(src_col, "unknown"))  # one shard per source
+            group_of_row = groups.indices.to_numpy()
+            for k, src in enumerate(groups.dictionary.to_pylist()):
+                rows = np.flatnonzero(group_of_row == k)
+                slug = source_slug(src)
+                sources[slug] = src
+                if slug not in writers:
+                    writers[slug] = ShardWriter(Path(out_dir) / slug, index, dtype, eos, vocab)
+                meta = batch.take(rows)
+                writers[slug].add_batch([ids[r] for r in rows], {
+                    "id": meta.column("id").to_pylist() if "id" in cols else [None] * len(rows),
+                    "url": meta.column("url").to_pylist() if "url" in cols else [None] * len(rows),
+                    "source": [src] * len(rows)})
+            docs += len(batch)
+        entries = {slug: w.close() for slug, w in writers.items()}
+    except BaseException:
+        for w in writers.values():
+            w.abort()
+        raise
+    return {"file": doc_file, "documents": docs, "skipped_null_or_dropped": skipped, "sources": sources,
+            "tokens": {slug: e["num_tokens"] for slug, e in entries.items()}}
+
+
+def finalize_dataset(folder: str, source: str, tok_path: str, config: TokenizeConfig) -> dict:
+    """Write dataset.json from the shards' sidecars, then the packing plans (which add their rates to it)."""
+    tok = load_tokenizer(tok_path)
+    eos, pad = special_ids(tok, config.eos_token)
+    vocab = tokenizer_vocab_size(tok)
+    shards = read_sidecars(folder)
+    meta = dataset_meta(source, shards, dtype=_token_dtype(config, vocab, tok_path), eos_id=eos, pad_id=pad,
+                        vocab_size=vocab, tokenizer={"path": tok_path, "sha256": tokenizer_sha256(tok_path)})
+    write_meta(folder, meta)
+    from tokenmill.tokenize.packing import PackedSequences
+    from tokenmill.tokenize.shards import TokenDataset
+
+    ds = TokenDataset.open(folder, verify=False)  # just written from the sidecars' checksums
+    rates = {}
+    for seq_len in config.seq_lens:
+        for mode in config.packing:
+            ps = PackedSequences(ds, seq_len, mode)
+            rates[f"{mode}-{seq_len}"] = {k: ps.stats[k] for k in ("num_sequences", "truncation_rate",
+                                                                   "waste_rate")}
+    return {"folder": folder, "source": source, "num_tokens": meta["num_tokens"],
+            "num_documents": meta["num_documents"], "packing": rates}
