@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from tokenmill.tokenize.format import FORMAT, META_NAME, ShardError, sha256_file
-from tokenmill.tokenize.remote import BlockCache, RemoteShard
+from tokenmill.tokenize.remote import DEFAULT_DISK_CACHE_BYTES, BlockCache, RemoteShard
 from tokenmill.tokenize.writer import write_token_dataset  # noqa: F401  (public: the in-process writer)
 
 __all__ = ["TokenDataset", "ShardError", "write_token_dataset"]
@@ -32,8 +32,9 @@ class TokenDataset:
     """One tokenized dataset (one source): shards of token ids and their document index."""
 
     def __init__(self, root: str, meta: dict, *, verify: bool = True, cache_dir: str | None = None,
-                 fs=None) -> None:
+                 fs=None, cache_bytes: int | None = None) -> None:
         self.root, self.meta, self.verify, self.cache_dir, self.fs = root, meta, verify, cache_dir, fs
+        self.cache_bytes = cache_bytes or DEFAULT_DISK_CACHE_BYTES
         self.source: str = meta["source"]
         self.dtype: np.dtype = np.dtype(meta["dtype"]).newbyteorder("<")
         self.eos_id: int = meta["eos_id"]
@@ -55,7 +56,7 @@ class TokenDataset:
         self._index: dict[int, pa.Table] = {}
         self._starts: dict[int, np.ndarray] = {}
         self._remote: dict[int, RemoteShard] = {}
-        self._cache = BlockCache(self.cache_dir) if self.fs is not None else None
+        self._cache = BlockCache(self.cache_dir, disk_bytes=self.cache_bytes) if self.fs is not None else None
 
     def __getstate__(self) -> dict:  # picklable for DataLoader / Ray workers: caches are rebuilt there
         state = self.__dict__.copy()
@@ -68,7 +69,9 @@ class TokenDataset:
         self._reset()
 
     @classmethod
-    def open(cls, path_or_url: str | Path, verify: bool = True, cache_dir: str | None = None) -> TokenDataset:
+    def open(cls, path_or_url: str | Path, verify: bool = True, cache_dir: str | None = None,
+             cache_bytes: int | None = None) -> TokenDataset:
+        """Open a dataset folder or URL. Remote: `cache_dir` keeps verified blocks on disk, at most `cache_bytes`."""
         root = str(path_or_url).rstrip("/")
         fs = None
         if _is_url(root):
@@ -93,7 +96,7 @@ class TokenDataset:
         if not isinstance(meta, dict) or meta.get("format") != FORMAT:
             raise ShardError(f"{where}: format is {meta.get('format') if isinstance(meta, dict) else None!r}, "
                              f"expected {FORMAT!r}")
-        return cls(root, meta, verify=verify, cache_dir=cache_dir, fs=fs)
+        return cls(root, meta, verify=verify, cache_dir=cache_dir, fs=fs, cache_bytes=cache_bytes)
 
     def path(self, name: str) -> str:
         return f"{self.root}/{name}"
