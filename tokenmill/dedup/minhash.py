@@ -1,0 +1,183 @@
+"""MinHash-LSH near-duplicate removal: signatures → LSH buckets → distributed connected components → one survivor.
+
+  signatures  (per shard)      word 5-grams of the normalized text → 112 64-bit MinHashes (ngrams.py, whole
+                               batches) → 14 band hashes of 8 rows; (band, band hash, key) rows written into P
+                               partition files by band hash; (key, id, rank) kept in `meta/`;
+  buckets     (per partition)  every (band, hash) bucket with k > 1 documents gives k-1 star edges to its smallest
+                               key, written both ways into the first components step;
+  components                   Large-Star/Small-Star rounds (components.py), each task one edge partition;
+  members     (per shard)      the final labels of this shard's nodes joined with its meta, re-partitioned by root;
+  choose      (per partition)  per cluster: survivor by the `keep` rule (common.py), size; decisions per shard.
+  per shard                    `minhash_dedup.cluster_id` (the survivor's id), `minhash_dedup.cluster_size`, and
+                               `drop_reason = minhash_dedup.duplicate` for every member but the survivor.
+
+Defaults are FineWeb's (Penedo et al. 2024, datatrove `MinhashConfig`): 5-grams, 14 bands × 8 rows — a pair is a
+candidate with probability 1 - (1 - J^8)^14: 0.92 at Jaccard 0.8, 0.05 at 0.5. Numbers: benchmarks/dedup.py.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from pydantic import Field, model_validator
+
+from tokenmill.dedup import common, components
+from tokenmill.dedup.ngrams import band_hashes, doc_shingles, minhash_params, minhash_signatures
+from tokenmill.io import atomic_write_json, read_json
+from tokenmill.schema import ID, TEXT, set_column, with_drop_reason
+from tokenmill.stage import GlobalStage, Phases, StageConfig, Task
+
+REASON = "minhash_dedup.duplicate"
+CLUSTER_ID = "minhash_dedup.cluster_id"
+CLUSTER_SIZE = "minhash_dedup.cluster_size"
+SIGNATURE_BATCH = 4096  # documents hashed together: bounds the (S, K) temporaries to ~tens of MB
+
+
+class MinHashDedupConfig(StageConfig):
+    ngram: int = Field(default=5, ge=1)  # FineWeb: word 5-grams
+    bands: int = Field(default=14, ge=1)  # FineWeb: 14 buckets ...
+    rows: int = Field(default=8, ge=1)  # ... of 8 hashes each (112 hashes)
+    seed: int = 1
+    partitions: int = Field(default=16, ge=1)
+    keep: common.KeepRule = "earliest"
+    quality_column: str | None = None
+
+    @model_validator(mode="after")
+    def _bands_fit(self) -> MinHashDedupConfig:
+        if self.bands > 65535:
+            raise ValueError("bands must be < 65536")
+        return self
+
+
+def signature_shard(path: str, shard: int, workdir: str, cfg: dict) -> dict:
+    """Phase 1: band hashes of every active document with at least one word, into partition files."""
+    c = MinHashDedupConfig(**cfg)
+    table = common.input_columns(path, c.keep, c.quality_column)
+    keys = common.node_keys(shard, table.num_rows)
+    active = common.active_mask(table)
+    a_K, b_K = minhash_params(c.bands * c.rows, c.seed)
+    bands_DB, has_DB = [], []
+    for lo in range(0, table.num_rows, SIGNATURE_BATCH):
+        hashes, offsets = doc_shingles(table[TEXT].slice(lo, SIGNATURE_BATCH), c.ngram)
+        bands_DB.append(band_hashes(minhash_signatures(hashes, offsets, a_K, b_K), c.bands, c.rows))
+        has_DB.append(np.diff(offsets) > 0)
+    use = active & (np.concatenate(has_DB) if has_DB else np.zeros(0, bool))
+    bh_DB = np.concatenate(bands_DB)[use] if bands_DB else np.zeros((0, c.bands), np.uint64)
+    D = int(use.sum())
+    rows = pa.table({"band": np.tile(np.arange(c.bands, dtype=np.uint16), D), "bhash": bh_DB.reshape(-1),
+                     "key": np.repeat(keys[use], c.bands)})
+    part = common.partition_of(rows["bhash"].to_numpy(), c.partitions)
+    base = common.shard_dir(workdir, "buckets", shard)
+    for p in range(c.partitions):
+        common.write_parquet(rows.filter(pa.array(part == p)), os.path.join(base, f"part-{p:04d}.parquet"))
+    meta = pa.table({"key": keys, "id": table[ID], "rank": common.rank_column(table, c.keep, c.quality_column)})
+    common.write_parquet(meta.filter(pa.array(use)), os.path.join(workdir, "meta", f"shard-{shard:05d}.parquet"))
+    return {"shard": shard, "docs": int(active.sum()), "signed": D}
+
+
+def bucket_partition(p: int, n_shards: int, workdir: str, parts: int) -> dict:
+    """Phase 2: star edges (smallest key, other key) of every bucket with more than one document."""
+    paths = [os.path.join(common.shard_dir(workdir, "buckets", s), f"part-{p:04d}.parquet") for s in range(n_shards)]
+    t = common.read_parquets(paths)
+    band, bh, key = (t[c].to_numpy() for c in ("band", "bhash", "key"))
+    order = np.lexsort((key, bh, band))
+    band, bh, key = band[order], bh[order], key[order]
+    first = np.ones(len(key), bool)
+    first[1:] = (band[1:] != band[:-1]) | (bh[1:] != bh[:-1])
+    root = key[np.maximum.accumulate(np.where(first, np.arange(len(key)), 0))]
+    edges = np.stack([root[~first], key[~first]], axis=1)
+    components.write_pairs(components.both_directions(edges), components.step_dir(workdir, 0), p, parts)
+    return {"partition": p, "edges": len(edges)}
+
+
+def members_shard(shard: int, workdir: str, labels_step: int | None, parts: int) -> dict:
+    """Phase: this shard's clustered nodes (key, root) joined with meta (id, rank), partitioned by root."""
+    labels = np.zeros((0, 2), np.uint64)
+    if labels_step is not None:
+        pattern = os.path.join(components.labels_dir(workdir, labels_step), "from-*", f"shard-{shard:05d}.npy")
+        arrays = [np.load(p) for p in common.shard_files(pattern)]
+        labels = np.concatenate(arrays) if arrays else labels
+    meta = common.read_parquets([os.path.join(workdir, "meta", f"shard-{shard:05d}.parquet")])
+    row = pc.index_in(pa.array(labels[:, 0]), value_set=meta["key"]).to_numpy(zero_copy_only=False)
+    m = meta.take(pa.array(row.astype(np.int64))).append_column("root", pa.array(labels[:, 1]))
+    part = common.partition_of(labels[:, 1], parts)
+    for p in range(parts):
+        path = os.path.join(common.shard_dir(workdir, "members", shard), f"part-{p:04d}.parquet")
+        common.write_parquet(m.filter(pa.array(part == p)), path)
+    return {"shard": shard, "clustered": len(labels)}
+
+
+def choose_partition(p: int, n_shards: int, workdir: str) -> dict:
+    """Phase: survivor and size of every cluster whose root falls in partition p; decisions per shard."""
+    paths = [os.path.join(common.shard_dir(workdir, "members", s), f"part-{p:04d}.parquet") for s in range(n_shards)]
+    t = common.read_parquets(paths)
+    t = t.take(pa.array(common.survivor_order(t, "root")))
+    first = common.group_starts(t["root"].to_numpy())
+    starts = np.flatnonzero(first)
+    sizes_C = np.diff(np.append(starts, t.num_rows))
+    cluster_N = np.cumsum(first) - 1
+    dec = pa.table({ID: t[ID], CLUSTER_ID: t[ID].take(pa.array(starts[cluster_N])),
+                    CLUSTER_SIZE: pa.array(sizes_C[cluster_N], pa.int64()), "duplicate": pa.array(~first)})
+    shards = common.key_shard(t["key"].to_numpy())
+    for s in np.unique(shards):
+        path = os.path.join(common.shard_dir(workdir, "decisions", int(s)), f"part-{p:04d}.parquet")
+        common.write_parquet(dec.filter(pa.array(shards == s)), path)
+    hist = np.bincount(np.minimum(np.log2(np.maximum(sizes_C, 1)).astype(int), 20))
+    stats = {"partition": p, "clusters": len(starts), "clustered_docs": t.num_rows,
+             "duplicates": int((~first).sum()), "size_hist_log2": hist.tolist(),
+             "largest_cluster": int(sizes_C.max(initial=0))}
+    atomic_write_json(os.path.join(workdir, "stats", f"part-{p:04d}.json"), stats)
+    return stats
+
+
+class MinHashDedup(GlobalStage):
+    """Keep one document per MinHash-LSH cluster of near-duplicates."""
+
+    name = "minhash_dedup"
+    Config = MinHashDedupConfig
+
+    def check(self) -> None:
+        common.check_keep_rule(self.config.keep, self.config.quality_column)
+
+    def prepare(self, inputs: list[str], workdir: str) -> Phases:
+        cfg, n, parts = self.config.model_dump(), len(inputs), self.config.partitions
+        results = yield [Task(f"signatures-{i:05d}", signature_shard, (p, i, workdir, cfg))
+                         for i, p in enumerate(inputs)]
+        results = yield [Task(f"buckets-{p:04d}", bucket_partition, (p, n, workdir, parts)) for p in range(parts)]
+        step = None
+        if sum(r["edges"] for r in results):
+            step = yield from components.connected_components(workdir, parts)
+        yield [Task(f"members-{i:05d}", members_shard, (i, workdir, step, parts)) for i in range(n)]
+        yield [Task(f"choose-{p:04d}", choose_partition, (p, n, workdir)) for p in range(parts)]
+
+    def setup(self) -> None:
+        assert self.workdir is not None and self.shard is not None, "the runner sets workdir and shard"
+        pattern = os.path.join(common.shard_dir(self.workdir, "decisions", self.shard.index), "*.parquet")
+        schema = pa.schema([(ID, pa.string()), (CLUSTER_ID, pa.string()), (CLUSTER_SIZE, pa.int64()),
+                            ("duplicate", pa.bool_())])
+        self._decisions = common.read_parquets(common.shard_files(pattern), schema)
+
+    def process(self, table: pa.Table) -> pa.Table:
+        idx = common.lookup_by_id(table[ID], self._decisions)
+        cluster = common.column_from(self._decisions, CLUSTER_ID, idx, pa.string())
+        size = common.column_from(self._decisions, CLUSTER_SIZE, idx, pa.int64())
+        dup = common.column_from(self._decisions, "duplicate", idx, pa.bool_())
+        table = set_column(table, CLUSTER_ID, pc.coalesce(cluster, table[ID].combine_chunks()))
+        table = set_column(table, CLUSTER_SIZE, pc.fill_null(size, 1))
+        dup_np = pc.fill_null(dup, False).to_numpy(zero_copy_only=False)
+        return with_drop_reason(table, pa.array(np.where(dup_np, REASON, None), pa.string()))
+
+    def summary(self, workdir: str) -> dict:
+        stats = [read_json(p) for p in common.shard_files(os.path.join(workdir, "stats", "*.json"))]
+        width = max((len(s["size_hist_log2"]) for s in stats), default=0)
+        hist = np.zeros(width, np.int64)
+        for s in stats:
+            hist[:len(s["size_hist_log2"])] += np.asarray(s["size_hist_log2"], np.int64)
+        return {"documents_removed": sum(s["duplicates"] for s in stats),
+                "clusters": sum(s["clusters"] for s in stats),
+                "clustered_documents": sum(s["clustered_docs"] for s in stats),
+                "largest_cluster": max((s["largest_cluster"] for s in stats), default=0),
+                "cluster_size_histogram": {f"{2**i}-{2**(i + 1) - 1}": int(c) for i, c in enumerate(hist) if c}}
