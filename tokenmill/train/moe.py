@@ -99,9 +99,9 @@ class Experts(nn.Module):
 
     def __init__(self, args: ModelArgs):
         super().__init__()
-        E, I, D = args.n_routed_experts, args.moe_inter_dim, args.dim
-        self.w13 = nn.Parameter(torch.empty(E, 2 * I, D))
-        self.w2 = nn.Parameter(torch.empty(E, D, I))
+        E, inter, D = args.n_routed_experts, args.moe_inter_dim, args.dim
+        self.w13 = nn.Parameter(torch.empty(E, 2 * inter, D))
+        self.w2 = nn.Parameter(torch.empty(E, D, inter))
 
     def forward(self, x_ND: torch.Tensor, weights_NK: torch.Tensor, ids_NK: torch.Tensor) -> torch.Tensor:
         N, K = ids_NK.shape
