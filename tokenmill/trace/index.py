@@ -35,8 +35,10 @@ def sa_names(bin_name: str) -> tuple[str, str]:
     return f"{stem}.sa.bin", f"{stem}.sa.json"
 
 
-def dataset_roots(path: str | Path) -> list[Path]:
+def dataset_roots(path: str | Path | list) -> list[Path]:
     """The tokenized dataset at `path`, or every one in the folders below it (one per source)."""
+    if isinstance(path, list | tuple):
+        return [root for p in path for root in dataset_roots(p)]
     path = Path(path)
     if (path / META_NAME).is_file():
         return [path]

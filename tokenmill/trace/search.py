@@ -34,10 +34,10 @@ BM25_MAX_DOC_TOKENS = 20_000  # documents longer than this are scored on their f
 class Tracer:
     """A loaded span index and tokenizer; `trace(text)` answers one output. Reused across web requests."""
 
-    def __init__(self, dataset: str | Path) -> None:
+    def __init__(self, dataset: str | Path | list) -> None:
         from tokenmill.tokenize.tokenizer import load_tokenizer, tokenizer_sha256
 
-        self.dataset = str(dataset)
+        self.dataset = ", ".join(map(str, dataset)) if isinstance(dataset, list | tuple) else str(dataset)
         self.index = SpanIndex.open(dataset)
         if self.index.tokenizer_path is None:
             raise ConfigError(f"{dataset}: dataset.json names no tokenizer file that exists here; "
@@ -64,7 +64,7 @@ class Tracer:
         if fuzzy:
             from tokenmill.trace.fuzzy import FuzzyIndex
 
-            result["fuzzy"] = FuzzyIndex.open(self.index).search(text, top)
+            result["fuzzy"] = FuzzyIndex.open(self.index, self.tokenizer).search(text, top)
         return result
 
     def longest(self, ids: np.ndarray) -> np.ndarray:
