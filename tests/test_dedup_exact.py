@@ -1,0 +1,97 @@
+"""Exact dedup on normalized text: planted copies (changed case, spacing, punctuation) across shards and
+partitions, the survivor rules, and the normalization it shares with MinHash and decontamination."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from tokenmill.config import ConfigError
+from tokenmill.dedup.exact import DUPLICATE_OF, REASON, ExactDedup
+from tokenmill.dedup.local import run_global_locally
+from tokenmill.dedup.ngrams import doc_shingles, normalized_text, words
+from tokenmill.ingest.synth import article_text, make_article, render_blocks
+from tokenmill.schema import documents_from_pylist
+
+SEED = 4
+
+
+def write_shards(rows: list[dict], tmp_path, n_shards: int) -> list[str]:
+    paths = []
+    for s in range(n_shards):
+        paths.append(str(tmp_path / f"in-{s}.parquet"))
+        pq.write_table(documents_from_pylist(rows[s::n_shards]), paths[-1])
+    return paths
+
+
+def variant(text: str, k: int) -> str:
+    """The same words with other case, spacing and punctuation."""
+    return [text.upper(), "  " + text.replace(" ", " \n ") + "!!", text.replace(".", ";").replace(",", ""),
+            text.title()][k % 4]
+
+
+@pytest.fixture(scope="module")
+def planted():
+    rows, copies = [], {}
+    for i in range(200):
+        art = make_article("en", SEED, np.random.default_rng([SEED, i]))
+        text = article_text(render_blocks(art, SEED))
+        rows.append({"id": f"src-{i:04d}", "text": text, "warc_date": f"2024-02-{1 + i % 27:02d}"})
+        if i % 5 == 0:
+            for k in range(1 + i % 3):
+                cid = f"copy-{i:04d}-{k}"
+                rows.append({"id": cid, "text": variant(text, i + k), "warc_date": "2024-06-01"})
+                copies[cid] = f"src-{i:04d}"
+    order = np.random.default_rng(SEED).permutation(len(rows))
+    return [rows[k] for k in order], copies
+
+
+def test_every_planted_copy_is_removed_and_points_to_the_kept_one(planted, tmp_path):
+    rows, copies = planted
+    stage = ExactDedup(partitions=5, keep="earliest")
+    out = run_global_locally(stage, write_shards(rows, tmp_path, 3), str(tmp_path / "w"), batch_size=50)
+    by_id = {r["id"]: r for t in out for r in t.to_pylist()}
+    for cid, src in copies.items():
+        assert by_id[cid]["drop_reason"] == REASON and by_id[cid][DUPLICATE_OF] == src
+        assert by_id[src]["drop_reason"] is None
+    dropped = [i for i, r in by_id.items() if r["drop_reason"]]
+    assert sorted(dropped) == sorted(copies)
+    s = stage.summary(str(tmp_path / "w"))
+    assert s["documents_removed"] == len(copies) and s["documents"] == len(rows)
+
+
+@pytest.mark.parametrize("keep,expected", [("first", "a"), ("longest", "b"), ("earliest", "c")])
+def test_keep_rules(keep, expected, tmp_path):
+    rows = [{"id": "a", "text": "Same words here", "warc_date": "2024-03-01"},
+            {"id": "b", "text": "SAME words, here!!! ...", "warc_date": "2024-02-01"},
+            {"id": "c", "text": "same  words here.", "warc_date": "2023-12-31"},
+            {"id": "d", "text": "", "warc_date": "2020-01-01"},
+            {"id": "e", "text": "?!", "warc_date": "2020-01-01"}]
+    out = run_global_locally(ExactDedup(keep=keep, partitions=2), write_shards(rows, tmp_path, 1),
+                             str(tmp_path / "w"))[0]
+    kept = [r["id"] for r in out.to_pylist() if r["drop_reason"] is None]
+    assert kept == sorted({expected, "d", "e"})  # texts with no words are left to the filters
+
+
+def test_already_dropped_rows_do_not_take_part(tmp_path):
+    t = documents_from_pylist([{"id": "a", "text": "one two three", "drop_reason": "gopher.too_short"},
+                               {"id": "b", "text": "One two three"}])
+    pq.write_table(t, tmp_path / "in.parquet")
+    out = run_global_locally(ExactDedup(), [str(tmp_path / "in.parquet")], str(tmp_path / "w"))[0]
+    assert out["drop_reason"].to_pylist() == ["gopher.too_short", None]
+
+
+def test_quality_rule_needs_its_column():
+    with pytest.raises(ConfigError, match="quality_column"):
+        ExactDedup(keep="quality").check()
+
+
+def test_normalization_matches_the_datatrove_reference_on_words():
+    texts = pa.array(["Héllo,  WORLD!\n\tIt's   “quoted” — ＡＢＣ", "", None, "a.b,c"])
+    assert normalized_text(texts)[:2] == ["héllo world its quoted abc", ""]
+    flat, offsets = words(texts)
+    assert flat.to_pylist() == ["héllo", "world", "its", "quoted", "abc", "abc"] and offsets.tolist() == [0, 5, 5, 5, 6]
+    h, off = doc_shingles(pa.array(["one two three", "one two three four five six", "ONE, two; three!"]), n=5)
+    assert off.tolist() == [0, 1, 3, 4] and h[0] == h[3] and h[1] != h[2]  # short docs: one whole-doc shingle
