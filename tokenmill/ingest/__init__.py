@@ -1,1 +1,83 @@
-"""Common Crawl sources: path lists, WARC/WET/WAT records, HTML → text, charset handling."""
+"""Common Crawl sources: path lists, WARC/WET/WAT records, HTML → text, charset handling.
+
+    list_shards(spec)                       # paths, globs, fsspec URLs, *.paths.gz manifests → sorted shard list
+    read_documents(spec, path, batch_size)  # one shard → pyarrow Tables with exactly DOC_SCHEMA
+
+Every document candidate becomes exactly one row: kept (drop_reason null) or dropped with an `ingest.*` reason
+and empty text (see `warc.py` for which records are documents, `extract.py` for HTML → text and the time cap,
+`tables.py` for Parquet/JSONL). Row ids: hex xxh3-128 of f"{source}\\x00{WARC-Record-ID}", stable across runs;
+rows without a record id (a truncated file, leading garbage) hash (source, path, offset, reason) instead.
+The synthetic crawl for tests and demos is `generate.py`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pyarrow as pa
+import xxhash
+
+from tokenmill.config import InputSpec
+from tokenmill.ingest.extract import ExtractOptions, Extractor
+from tokenmill.ingest.paths import list_shards, shard_format
+from tokenmill.ingest.warc import RawDoc, iter_raw_docs
+from tokenmill.schema import DOC_SCHEMA
+
+__all__ = ["list_shards", "read_documents", "shard_format"]
+
+
+def read_documents(spec: InputSpec, path: str, batch_size: int) -> Iterator[pa.Table]:
+    """Stream shard `path` of `spec` as tables of at most `batch_size` rows, each with exactly DOC_SCHEMA."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    fmt = shard_format(path, spec.format)
+    if fmt in ("parquet", "jsonl"):
+        from tokenmill.ingest import tables
+
+        reader = tables.read_parquet if fmt == "parquet" else tables.read_jsonl
+        for table in reader(path, spec.source, batch_size):
+            yield from (table.slice(k, batch_size) for k in range(0, table.num_rows, batch_size))
+        return
+    opts = ExtractOptions(spec.extractor, spec.main_content)
+    with Extractor(opts, spec.extract_timeout_s) as extractor:
+        batch: list[RawDoc] = []
+        for doc in iter_raw_docs(path, fmt, spec.max_record_bytes):
+            batch.append(doc)
+            if len(batch) >= batch_size:
+                yield _to_table(batch, extractor, spec, path)
+                batch = []
+        if batch:
+            yield _to_table(batch, extractor, spec, path)
+
+
+def _to_table(docs: list[RawDoc], extractor: Extractor, spec: InputSpec, path: str) -> pa.Table:
+    pending = [d for d in docs if d.body is not None and d.drop_reason is None]
+    for d, (text, reason) in zip(pending, extractor.extract([(d.body, d.charset) for d in pending]), strict=True):
+        d.text, d.drop_reason, d.body = text, reason, None
+    ids, texts, reasons = [], [], []
+    for d in docs:
+        reason = d.drop_reason
+        if reason is None:
+            stripped = len(d.text.strip())
+            if stripped < max(spec.min_text_chars, 1):
+                reason = "ingest.empty_text"
+            elif len(d.text) > spec.max_text_chars:
+                reason = "ingest.text_too_long"
+        key = d.record_id if d.record_id else f"{path}\x00{d.offset}\x00{reason}"
+        ids.append(xxhash.xxh3_128_hexdigest(f"{spec.source}\x00{key}".encode()))
+        texts.append(d.text if reason is None else "")
+        reasons.append(reason)
+    n = len(docs)
+    return pa.table({
+        "id": pa.array(ids, pa.string()),
+        "url": pa.array([d.url for d in docs], pa.string()),
+        "source": pa.array([spec.source] * n, pa.string()),
+        "warc_path": pa.array([path] * n, pa.string()),
+        "warc_offset": pa.array([d.offset for d in docs], pa.int64()),
+        "warc_record_id": pa.array([d.record_id for d in docs], pa.string()),
+        "warc_date": pa.array([d.date for d in docs], pa.string()),
+        "text": pa.array(texts, pa.large_string()),
+        "language": pa.nulls(n, pa.string()),
+        "language_score": pa.nulls(n, pa.float32()),
+        "drop_reason": pa.array(reasons, pa.string()),
+    }, schema=DOC_SCHEMA)
