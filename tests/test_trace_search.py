@@ -120,3 +120,36 @@ def test_stale_or_missing_index_is_refused(shared_data, tmp_path):
 def test_output_over_the_limit_is_refused(tracer):
     with pytest.raises(ConfigError, match="limit"):
         tracer.trace("word " * 5000)
+
+
+def test_rerun_keeps_fresh_shards_and_rebuilds_a_damaged_one(shared_data, tmp_path, ray_local):
+    write_token_dataset(tmp_path, articles(shared_data)[:30], shared_data / TOKENIZER, max_shard_tokens=8_000)
+    build_span_index(tmp_path)
+    sa_jsons = sorted(tmp_path.glob("shard-*.sa.json"))
+    assert len(sa_jsons) >= 3
+    before = {p: p.stat().st_mtime_ns for p in sa_jsons}
+    sa_jsons[0].write_text("{damaged")
+    build_span_index(tmp_path)
+    assert json.loads(sa_jsons[0].read_text())["num_tokens"] > 0
+    assert all(p.stat().st_mtime_ns == before[p] for p in sa_jsons[1:])
+
+
+def test_corrupt_shard_is_named_not_indexed(shared_data, tmp_path, ray_local):
+    write_token_dataset(tmp_path, articles(shared_data)[:10], shared_data / TOKENIZER)
+    shard = tmp_path / "shard-00000.bin"
+    data = bytearray(shard.read_bytes())
+    data[100] ^= 0xFF
+    shard.write_bytes(bytes(data))
+    with pytest.raises(ConfigError, match="shard-00000.bin"):
+        build_span_index(tmp_path)
+    assert not (tmp_path / "shard-00000.sa.bin").exists()
+
+
+def test_cli_trace_text(dataset, capsys):
+    from tokenmill.cli import main
+
+    docs, out = dataset
+    assert main(["trace", "text", str(out), "Quoted: " + docs[12]["text"][:250], "--json", "--top", "2"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["documents"][0]["url"] == docs[12]["url"]
+    assert main(["trace", "text", str(out / "missing")]) == 2

@@ -20,7 +20,7 @@ import numpy as np
 
 from tokenmill.config import ConfigError
 from tokenmill.io import atomic_path, atomic_write_json, read_json
-from tokenmill.tokenize.format import META_NAME, sha256_file
+from tokenmill.tokenize.format import META_NAME, ShardError, sha256_file
 from tokenmill.tokenize.shards import TokenDataset
 from tokenmill.trace.suffix_array import build_suffix_array
 
@@ -52,8 +52,11 @@ def _shard_is_fresh(root: Path, entry: dict) -> bool:
     sa_bin, sa_json = sa_names(entry["bin"])
     if not (root / sa_json).is_file() or not (root / sa_bin).is_file():
         return False
-    info = read_json(root / sa_json)
-    size = np.dtype(info.get("sa_dtype", "uint32")).itemsize * entry["num_tokens"]
+    try:
+        info = read_json(root / sa_json)
+        size = np.dtype(info.get("sa_dtype", "uint32")).itemsize * entry["num_tokens"]
+    except (ValueError, TypeError, AttributeError):  # a damaged .sa.json: the shard is simply rebuilt
+        return False
     return (info.get("format") == INDEX_FORMAT and info.get("shard_sha256") == entry["sha256"]
             and (root / sa_bin).stat().st_size == size)
 
@@ -92,8 +95,12 @@ def build_span_index(dataset: str | Path, address: str | None = None, num_cpus: 
     lines = []
     for root in roots:
         t0 = time.perf_counter()
-        ds = TokenDataset.open(root)
-        counts = ray.get([remote.remote(str(root), i) for i in range(ds.num_shards)])
+        ds = _open(root)
+        try:
+            counts = ray.get([remote.remote(str(root), i) for i in range(ds.num_shards)])
+        except ray.exceptions.RayTaskError as err:  # e.g. a shard whose sha256 no longer matches dataset.json
+            cause = err.cause if isinstance(err.cause, ShardError) else err
+            raise ConfigError(f"{root}: indexing failed: {cause}") from None
         unigram = np.sum(counts, axis=0) if counts else np.zeros(ds.vocab_size, np.int64)
         with atomic_path(root / UNIGRAM_NAME) as tmp, open(tmp, "wb") as f:
             np.save(f, unigram)
@@ -131,7 +138,7 @@ class SpanIndex:
         roots = dataset_roots(dataset)
         datasets, shards, unigram = [], [], None
         for root in roots:
-            ds = TokenDataset.open(root, verify=False)  # staleness: each .sa.json names the shard sha256 it indexed
+            ds = _open(root, verify=False)  # staleness: each .sa.json names the shard sha256 it indexed
             datasets.append(ds)
             for i, entry in enumerate(ds.shards):
                 if not _shard_is_fresh(root, entry):
@@ -151,6 +158,13 @@ class SpanIndex:
     @property
     def num_tokens(self) -> int:
         return int(sum(s.sa.shape[0] for s in self.shards))
+
+
+def _open(root: Path, verify: bool = True) -> TokenDataset:
+    try:
+        return TokenDataset.open(root, verify=verify)
+    except ShardError as err:  # a missing or cut-short shard: a clear message for the CLI, not a traceback
+        raise ConfigError(str(err)) from None
 
 
 def _add_padded(a: np.ndarray, b: np.ndarray) -> np.ndarray:
