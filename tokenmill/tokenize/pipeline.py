@@ -1,12 +1,13 @@
 """The tokenize step of a pipeline job: the `tokenize:` section of a job spec and its phases of Ray tasks.
 
     [train the tokenizer on the first `max_docs` documents]  (one task, when `train:` is given)
-    → encode: one task per document file; `encode_batch` per batch of documents, EOS after each document,
+    → encode: one task per document file; batch encoding (tiktoken's BPE core when it gives HF's ids, see
+      fastbpe.py; HF `encode_batch` otherwise) at document granularity, EOS after each document,
       rows grouped by `source` into OUT/<source slug>/shard-<file index>.bin (one shard per file and source)
     → finalize: one task per source, writing its dataset.json and the packing plans asked for.
 
 Every output is written atomically; a re-run skips tasks whose done-marker exists (the runner's job). Measured:
-~1.2M tokens/s per core for encode (benchmarks/tokenize.py has the current figure vs datatrove).
+see benchmarks/results/tokenize.json (tokenize + pack vs datatrove's DocumentTokenizer, same tokenizer).
 """
 
 from __future__ import annotations
@@ -22,11 +23,13 @@ from pydantic import Field, model_validator
 
 from tokenmill.config import ConfigError, Strict
 from tokenmill.stage import Phases, Task
+from tokenmill.tokenize.fastbpe import FastBPE
 from tokenmill.tokenize.format import dtype_for_vocab, source_slug
 from tokenmill.tokenize.tokenizer import DEFAULT_SPECIAL_TOKENS, load_tokenizer, special_ids, tokenizer_sha256
 from tokenmill.tokenize.tokenizer import vocab_size as tokenizer_vocab_size
 from tokenmill.tokenize.writer import ShardWriter, dataset_meta, read_sidecars, write_meta
 
+GUARD_DOCS = 64  # documents of each file also encoded by HF to check the fast path (~3% of a 2,000-doc file)
 ENCODE_BATCH_DOCS = 512  # documents per encode_batch call: large enough to use both Rust threads, small in memory
 
 
@@ -46,6 +49,8 @@ class TokenizeConfig(Strict):
     seq_lens: list[int] = Field(default_factory=list)  # packing plans to precompute, e.g. [2048]
     packing: list[Literal["concat", "bestfit"]] = Field(default_factory=lambda: ["concat", "bestfit"])
     batch_docs: int = Field(default=ENCODE_BATCH_DOCS, ge=1)
+    # auto: tiktoken's BPE core when it gives HF's ids for this tokenizer (fastbpe.py), checked per file; else HF
+    encoder: Literal["auto", "hf"] = "auto"
 
     @model_validator(mode="after")
     def _one_tokenizer(self) -> TokenizeConfig:
@@ -101,6 +106,7 @@ def encode_file(doc_file: str, index: int, out_dir: str, tok_path: str, config: 
     eos, _ = special_ids(tok, config.eos_token)
     vocab = tokenizer_vocab_size(tok)
     dtype = _token_dtype(config, vocab, tok_path)
+    encode = Encoder(tok, tok_path, config.encoder)
     writers: dict[str, ShardWriter] = {}
     sources: dict[str, str] = {}
     skipped = docs = 0
@@ -120,7 +126,7 @@ def encode_file(doc_file: str, index: int, out_dir: str, tok_path: str, config: 
             batch = batch.filter(keep)
             if not len(batch):
                 continue
-            ids = [e.ids for e in tok.encode_batch(batch.column("text").to_pylist(), add_special_tokens=False)]
+            ids = encode(batch.column("text").to_pylist(), batch.column("id").to_pylist() if "id" in cols else None)
             src_col = batch.column("source") if "source" in cols else pa.nulls(len(batch), pa.string())
             groups = pc.dictionary_encode(pc.fill_null(src_col, "unknown"))  # one shard per source
             group_of_row = groups.indices.to_numpy()
@@ -142,7 +148,34 @@ def encode_file(doc_file: str, index: int, out_dir: str, tok_path: str, config: 
             w.abort()
         raise
     return {"file": doc_file, "documents": docs, "skipped_null_or_dropped": skipped, "sources": sources,
-            "tokens": {slug: e["num_tokens"] for slug, e in entries.items()}}
+            "tokens": {slug: e["num_tokens"] for slug, e in entries.items()}, "encoder": encode.report()}
+
+
+class Encoder:
+    """Batch encoding for one file: the fast path when allowed, guarded by HF on the file's first documents."""
+
+    def __init__(self, tok, tok_path: str, mode: str) -> None:
+        self.tok, self.fast, self.why = tok, None, "encoder: hf"
+        if mode == "auto":
+            self.fast, self.why = FastBPE.from_file(tok_path)
+        self._to_check = GUARD_DOCS if self.fast is not None else 0
+
+    def __call__(self, texts: list[str], doc_ids: list | None) -> list[list[int]]:
+        if self.fast is None:
+            return [e.ids for e in self.tok.encode_batch(texts, add_special_tokens=False)]
+        ids = self.fast.encode_batch(texts)
+        if self._to_check:
+            n = min(self._to_check, len(texts))
+            ref = [e.ids for e in self.tok.encode_batch(texts[:n], add_special_tokens=False)]
+            self._to_check -= n
+            bad = next((k for k in range(n) if ref[k] != ids[k]), None)
+            if bad is not None:  # never seen; the reference decides, for the whole file
+                self.fast, self.why = None, f"fast path differs from HF on document {doc_ids[bad] if doc_ids else bad}"
+                return [e.ids for e in self.tok.encode_batch(texts, add_special_tokens=False)]
+        return ids
+
+    def report(self) -> str:
+        return "fast (tiktoken BPE, checked against HF)" if self.fast is not None else f"hf ({self.why})"
 
 
 def finalize_dataset(folder: str, source: str, tok_path: str, config: TokenizeConfig) -> dict:
