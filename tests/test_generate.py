@@ -45,9 +45,9 @@ def jaccard5(a: str, b: str) -> float:
     return len(sa & sb) / len(sa | sb)
 
 
-def test_same_seed_same_bytes_other_seed_other_bytes(tmp_path):
-    a, b, c = (generate_crawl(tmp_path / n, n_docs=120, n_files=2, seed=s).parent
-               for n, s in (("a", 3), ("b", 3), ("c", 4)))
+def test_same_seed_same_bytes_any_workers_other_seed_other_bytes(tmp_path):
+    a, b, c = (generate_crawl(tmp_path / n, n_docs=120, n_files=2, seed=s, workers=w).parent
+               for n, s, w in (("a", 3, 1), ("b", 3, 2), ("c", 4, 1)))  # b: one process per file
     names = sorted(p.name for p in a.iterdir())
     assert names == ["benchmark.jsonl", "crawl-00000.warc.gz", "crawl-00001.warc.gz", "ground_truth.jsonl"]
     for n in names:

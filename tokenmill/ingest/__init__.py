@@ -18,7 +18,7 @@ import pyarrow as pa
 import xxhash
 
 from tokenmill.config import InputSpec
-from tokenmill.ingest.extract import ExtractOptions, Extractor
+from tokenmill.ingest.extract import ExtractOptions, Extractor, shared_extractor
 from tokenmill.ingest.paths import list_shards, shard_format
 from tokenmill.ingest.warc import RawDoc, iter_raw_docs
 from tokenmill.schema import DOC_SCHEMA
@@ -39,15 +39,15 @@ def read_documents(spec: InputSpec, path: str, batch_size: int) -> Iterator[pa.T
             yield from (table.slice(k, batch_size) for k in range(0, table.num_rows, batch_size))
         return
     opts = ExtractOptions(spec.extractor, spec.main_content)
-    with Extractor(opts, spec.extract_timeout_s) as extractor:
-        batch: list[RawDoc] = []
-        for doc in iter_raw_docs(path, fmt, spec.max_record_bytes):
-            batch.append(doc)
-            if len(batch) >= batch_size:
-                yield _to_table(batch, extractor, spec, path)
-                batch = []
-        if batch:
+    extractor = shared_extractor(opts, spec.extract_timeout_s)
+    batch: list[RawDoc] = []
+    for doc in iter_raw_docs(path, fmt, spec.max_record_bytes):
+        batch.append(doc)
+        if len(batch) >= batch_size:
             yield _to_table(batch, extractor, spec, path)
+            batch = []
+    if batch:
+        yield _to_table(batch, extractor, spec, path)
 
 
 def _to_table(docs: list[RawDoc], extractor: Extractor, spec: InputSpec, path: str) -> pa.Table:

@@ -15,6 +15,7 @@ batch. Cost of the child on the generated crawl: see benchmarks/ingest.py.
 
 from __future__ import annotations
 
+import atexit
 import codecs
 import multiprocessing as mp
 import threading
@@ -64,7 +65,7 @@ def extract_one(body: bytes, declared: str | None, opts: ExtractOptions) -> tupl
         else:
             from resiliparse.extract.html2text import extract_plain_text
 
-            text = extract_plain_text(html, main_content=opts.main_content, alt_texts=False)
+            text = extract_plain_text(html, main_content=opts.main_content, alt_texts=False, comments=False)
     except Exception:  # noqa: BLE001 - a parser failure on one page is that page's drop reason
         return "", "ingest.extract_error"
     return text, None
@@ -94,6 +95,10 @@ class Extractor:
     def _start(self) -> None:
         # fork is ~100x faster to start, but unsafe in a process with other threads (a Ray worker): spawn there
         ctx = mp.get_context("fork" if threading.active_count() == 1 else "spawn")
+        if ctx.get_start_method() == "fork":  # import once here, not in every child
+            import resiliparse.extract.html2text  # noqa: F401
+            if self.opts.extractor == "trafilatura":
+                import trafilatura  # noqa: F401
         parent, child = ctx.Pipe()
         self.proc = ctx.Process(target=_child_loop, args=(child, self.opts), daemon=True)
         self.proc.start()
@@ -142,3 +147,20 @@ class Extractor:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+_SHARED: dict[tuple[ExtractOptions, float], Extractor] = {}
+
+
+def shared_extractor(opts: ExtractOptions, timeout_s: float) -> Extractor:
+    """One child per process and options, reused by every shard this worker reads (a spawn costs ~1 s)."""
+    key = (opts, timeout_s)
+    if key not in _SHARED:
+        _SHARED[key] = Extractor(opts, timeout_s)
+    return _SHARED[key]
+
+
+@atexit.register
+def _close_shared() -> None:
+    for e in _SHARED.values():
+        e.close()
