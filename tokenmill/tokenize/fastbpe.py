@@ -57,8 +57,9 @@ class FastBPE:
 
     def __init__(self, encoding, added: dict[str, int], nfc: bool) -> None:
         self.encoding, self.added, self.nfc = encoding, added, nfc
-        alts = sorted(added, key=len, reverse=True)  # leftmost-longest, as HF matches added tokens
-        self._added_re = re.compile("(" + "|".join(map(re.escape, alts)) + ")") if alts else None
+        self._added_re = re.compile("(" + _trie_regex(list(added)) + ")") if added else None
+        # a document holding none of these pairs of characters holds no added token: skip the regex
+        self._prefixes = sorted({a[:2] for a in added})
 
     @classmethod
     def from_file(cls, path: str | Path) -> tuple[FastBPE | None, str]:
@@ -76,10 +77,12 @@ class FastBPE:
             return None, why
         dec = _byte_decoder()
         added = {a["content"]: a["id"] for a in spec.get("added_tokens", [])}
-        ranks = {bytes(dec[ch] for ch in tok): i for tok, i in model["vocab"].items()
-                 if tok not in added and all(ch in dec for ch in tok)}
-        if len(ranks) != len(model["vocab"]) - sum(tok in added for tok in model["vocab"]):
+        vocab = {tok: i for tok, i in model["vocab"].items() if tok not in added}
+        outside = re.compile("[^" + "".join(map(re.escape, dec)) + "]")
+        if outside.search("".join(vocab)):
             return None, "vocab has tokens outside the byte-level alphabet"
+        table = str.maketrans({ch: chr(b) for ch, b in dec.items()})  # stand-in char -> the byte it stands for
+        ranks = {tok.translate(table).encode("latin-1"): i for tok, i in vocab.items()}
         if not all(bytes([b]) in ranks for b in range(256) if b not in NEVER_IN_UTF8):
             return None, "vocab lacks some single bytes"
         merged = [model["vocab"].get(m.replace(" ", "", 1) if isinstance(m, str) else "".join(m), -1)
@@ -100,6 +103,10 @@ class FastBPE:
         pieces: list[str] = []
         layout: list[list] = []  # per text: ints index `pieces`; ("id", n) is an added token
         for t in texts:
+            if not any(p in t for p in self._prefixes):
+                layout.append([len(pieces)])
+                pieces.append(t)
+                continue
             parts = self._added_re.split(t)
             items: list = []
             for k, part in enumerate(parts):
@@ -123,6 +130,25 @@ class FastBPE:
                     ids.append(it[1])
             out.append(ids)
         return out
+
+
+def _trie_regex(words: list[str]) -> str:
+    """A regex matching any of `words`, longest first at each position (a trie: no alternation of whole words)."""
+    trie: dict = {}
+    for w in words:
+        node = trie
+        for ch in w:
+            node = node.setdefault(ch, {})
+        node[""] = {}
+
+    def walk(node: dict) -> str:
+        alts = [re.escape(ch) + walk(child) for ch, child in sorted(node.items()) if ch]
+        body = alts[0] if len(alts) == 1 else "(?:" + "|".join(alts) + ")" if alts else ""
+        if "" in node and alts:
+            return "(?:" + body + ")?"  # a word ends here: longer continuations are tried first
+        return body
+
+    return walk(trie)
 
 
 def _unsupported(spec: dict, model: dict, norm: dict | None, pattern: str | None) -> str:

@@ -146,6 +146,10 @@ def plan_packing(ds: TokenDataset, seq_len: int, mode: Packing = "concat") -> tu
     return (np.concatenate(plans) if plans else np.zeros(0, PLAN_DTYPE)), stats
 
 
+def mode_is_one_row(mode: str) -> bool:
+    return mode == "concat"
+
+
 class PackedSequences:
     """Training sequences of seq_len + 1 tokens over a TokenDataset, each traceable to its documents."""
 
@@ -154,7 +158,11 @@ class PackedSequences:
         self.ds = dataset if isinstance(dataset, TokenDataset) else TokenDataset.open(dataset)
         self.seq_len, self.mode, self.L = seq_len, packing, seq_len + 1
         self.plan, self.stats = self._load_or_build(save)
-        self._seq_col = self.plan["seq"]
+        n = len(self)
+        # row range of each sequence; concat plans have one row per sequence
+        self._offsets = np.arange(n + 1) if mode_is_one_row(self.mode) else \
+            np.searchsorted(self.plan["seq"], np.arange(n + 1))
+        self._shard, self._start, self._length = (np.asarray(self.plan[k]) for k in ("shard", "start", "length"))
 
     def _load_or_build(self, save: bool) -> tuple[np.ndarray, dict]:
         key = f"{self.mode}-{self.seq_len}"
@@ -187,15 +195,26 @@ class PackedSequences:
         """Plan rows of sequence i: (seq, shard, start, length), in sequence order."""
         if not 0 <= i < len(self):
             raise IndexError(f"sequence {i} out of range ({len(self)} sequences)")
-        lo, hi = np.searchsorted(self._seq_col, [i, i + 1])
-        return np.asarray(self.plan[lo:hi])
+        return np.asarray(self.plan[self._offsets[i] : self._offsets[i + 1]])
+
+    def _tokens(self, shard: int, start: int, stop: int) -> np.ndarray:
+        if self.ds.is_remote:
+            return self.ds.read(shard, start, stop)
+        return self.ds.tokens(shard)[start:stop]  # memmap view: copied once, into the output
 
     def __getitem__(self, i: int) -> np.ndarray:
         """Sequence i: int64[L]; positions from n_valid(i) on hold the pad id."""
+        if not 0 <= i < len(self):
+            raise IndexError(f"sequence {i} out of range ({len(self)} sequences)")
+        lo, hi = int(self._offsets[i]), int(self._offsets[i + 1])
+        if hi - lo == 1 and self._length[lo] == self.L:  # one whole-length range: no padding to fill
+            start = int(self._start[lo])
+            return self._tokens(int(self._shard[lo]), start, start + self.L).astype(np.int64)
         out_L = np.full(self.L, self.ds.pad_id, dtype=np.int64)
         pos = 0
-        for _, shard, start, length in self.segments(i).tolist():
-            out_L[pos : pos + length] = self.ds.read(shard, start, start + length)
+        for r in range(lo, hi):
+            start, length = int(self._start[r]), int(self._length[r])
+            out_L[pos : pos + length] = self._tokens(int(self._shard[r]), start, start + length)
             pos += length
         return out_L
 
@@ -204,7 +223,9 @@ class PackedSequences:
         return np.stack([self[int(i)] for i in indices]) if len(indices) else np.zeros((0, self.L), np.int64)
 
     def n_valid(self, i: int) -> int:
-        return int(self.segments(i)["length"].sum())
+        if not 0 <= i < len(self):
+            raise IndexError(f"sequence {i} out of range ({len(self)} sequences)")
+        return int(self._length[self._offsets[i] : self._offsets[i + 1]].sum())
 
     def docs(self, i: int) -> list[DocSpan]:
         spans: list[DocSpan] = []

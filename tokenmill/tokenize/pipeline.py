@@ -25,11 +25,15 @@ from tokenmill.config import ConfigError, Strict
 from tokenmill.stage import Phases, Task
 from tokenmill.tokenize.fastbpe import FastBPE
 from tokenmill.tokenize.format import dtype_for_vocab, source_slug
-from tokenmill.tokenize.tokenizer import DEFAULT_SPECIAL_TOKENS, load_tokenizer, special_ids, tokenizer_sha256
-from tokenmill.tokenize.tokenizer import vocab_size as tokenizer_vocab_size
+from tokenmill.tokenize.tokenizer import (
+    DEFAULT_SPECIAL_TOKENS,
+    load_tokenizer,
+    tokenizer_facts,
+    tokenizer_sha256,
+)
 from tokenmill.tokenize.writer import ShardWriter, dataset_meta, read_sidecars, write_meta
 
-GUARD_DOCS = 64  # documents of each file also encoded by HF to check the fast path (~3% of a 2,000-doc file)
+GUARD_DOCS = 32  # documents of each file also encoded by HF to check the fast path (~2% of a 2,000-doc file)
 ENCODE_BATCH_DOCS = 512  # documents per encode_batch call: large enough to use both Rust threads, small in memory
 
 
@@ -80,7 +84,8 @@ def tokenize_phases(config: TokenizeConfig, doc_files: list[str], out_dir: str) 
     sources: dict[str, str] = {}
     for r in results or []:
         sources.update(r.get("sources", {}))
-    yield [Task(f"finalize-{slug}", finalize_dataset, (str(out / slug), src, tok_path, config))
+    facts = (results or [{}])[0].get("tokenizer", {})
+    yield [Task(f"finalize-{slug}", finalize_dataset, (str(out / slug), src, tok_path, config, facts))
            for slug, src in sorted(sources.items())]
 
 
@@ -103,9 +108,10 @@ def _token_dtype(config: TokenizeConfig, vocab: int, tok_path: str) -> np.dtype:
 def encode_file(doc_file: str, index: int, out_dir: str, tok_path: str, config: TokenizeConfig) -> dict:
     """Tokenize one Parquet document file into one shard per source found in it."""
     tok = load_tokenizer(tok_path)
-    eos, _ = special_ids(tok, config.eos_token)
-    vocab = tokenizer_vocab_size(tok)
+    eos, pad, vocab = tokenizer_facts(tok, config.eos_token)
     dtype = _token_dtype(config, vocab, tok_path)
+    facts = {"eos_id": eos, "pad_id": pad, "vocab_size": vocab, "dtype": dtype.name, "path": tok_path,
+             "sha256": tokenizer_sha256(tok_path)}
     encode = Encoder(tok, tok_path, config.encoder)
     writers: dict[str, ShardWriter] = {}
     sources: dict[str, str] = {}
@@ -148,7 +154,7 @@ def encode_file(doc_file: str, index: int, out_dir: str, tok_path: str, config: 
             w.abort()
         raise
     return {"file": doc_file, "documents": docs, "skipped_null_or_dropped": skipped, "sources": sources,
-            "tokens": {slug: e["num_tokens"] for slug, e in entries.items()}, "encoder": encode.report()}
+            "tokens": {slug: e["num_tokens"] for slug, e in entries.items()}, "encoder": encode.report(), "tokenizer": facts}
 
 
 class Encoder:
@@ -178,14 +184,18 @@ class Encoder:
         return "fast (tiktoken BPE, checked against HF)" if self.fast is not None else f"hf ({self.why})"
 
 
-def finalize_dataset(folder: str, source: str, tok_path: str, config: TokenizeConfig) -> dict:
-    """Write dataset.json from the shards' sidecars, then the packing plans (which add their rates to it)."""
-    tok = load_tokenizer(tok_path)
-    eos, pad = special_ids(tok, config.eos_token)
-    vocab = tokenizer_vocab_size(tok)
+def finalize_dataset(folder: str, source: str, tok_path: str, config: TokenizeConfig, facts: dict | None = None
+                     ) -> dict:
+    """Write dataset.json from the shards' sidecars, then the packing plans (which add their rates to it).
+    `facts`: the tokenizer's ids, vocab size, dtype and sha256 as the encode tasks found them (else read again)."""
+    if not facts:
+        eos, pad, vocab = tokenizer_facts(load_tokenizer(tok_path), config.eos_token)
+        facts = {"eos_id": eos, "pad_id": pad, "vocab_size": vocab, "sha256": tokenizer_sha256(tok_path),
+                 "dtype": _token_dtype(config, vocab, tok_path).name}
     shards = read_sidecars(folder)
-    meta = dataset_meta(source, shards, dtype=_token_dtype(config, vocab, tok_path), eos_id=eos, pad_id=pad,
-                        vocab_size=vocab, tokenizer={"path": tok_path, "sha256": tokenizer_sha256(tok_path)})
+    meta = dataset_meta(source, shards, dtype=np.dtype(facts["dtype"]), eos_id=facts["eos_id"],
+                        pad_id=facts["pad_id"], vocab_size=facts["vocab_size"],
+                        tokenizer={"path": tok_path, "sha256": facts["sha256"]})
     write_meta(folder, meta)
     from tokenmill.tokenize.packing import PackedSequences
     from tokenmill.tokenize.shards import TokenDataset

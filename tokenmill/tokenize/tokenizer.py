@@ -38,9 +38,15 @@ def tokenizer_sha256(path: str | Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-def special_ids(tok: Tokenizer, eos_token: str | None = None) -> tuple[int, int]:
-    """(eos_id, pad_id) of a tokenizer. EOS: `eos_token` if given, else a well-known name; pad falls back to EOS."""
+def tokenizer_facts(tok: Tokenizer, eos_token: str | None = None) -> tuple[int, int, int]:
+    """(eos_id, pad_id, vocab_size) with one vocabulary scan (get_vocab costs ~0.1 s for 50k tokens)."""
     vocab = tok.get_vocab(with_added_tokens=True)
+    return (*special_ids(tok, eos_token, vocab), max(vocab.values()) + 1)
+
+
+def special_ids(tok: Tokenizer, eos_token: str | None = None, vocab: dict | None = None) -> tuple[int, int]:
+    """(eos_id, pad_id) of a tokenizer. EOS: `eos_token` if given, else a well-known name; pad falls back to EOS."""
+    vocab = vocab if vocab is not None else tok.get_vocab(with_added_tokens=True)
     if eos_token is not None:
         if eos_token not in vocab:
             raise ConfigError(f"tokenizer has no token {eos_token!r} to use as EOS")
