@@ -10,7 +10,7 @@
                                    `exact_dedup.duplicate_of` = the kept copy's id.
 
 No task holds more than one shard or one partition (1/P of all hashes). Texts that normalize to nothing are left
-alone (the filters own empty pages). Measured: see benchmarks/results/dedup.json.
+alone (the filters own empty pages).
 """
 
 from __future__ import annotations
