@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_train_fixtures import ORIGIN_BASE, make_origin_dataset
+from test_train_fixtures import ORIGIN_BASE, ORIGIN_SPAN, make_origin_dataset
 
 from tokenmill.tokenize.packing import PackedSequences
 from tokenmill.train.data import MixtureMicroBatches, RankLayout, micro_batches
@@ -37,7 +37,7 @@ def test_tokens_show_their_source(packed):
         for row, src in zip(mb["tokens_BL"].numpy(), mb["source_B"].tolist()):
             name = ["code", "math", "web"][src]
             body = row[row != 0]  # EOS = 0
-            assert ((body >= ORIGIN_BASE[name]) & (body < ORIGIN_BASE[name] + 10000)).all()
+            assert ((body >= ORIGIN_BASE[name]) & (body < ORIGIN_BASE[name] + ORIGIN_SPAN)).all()
         for spans, src in zip(mb["docs"], mb["source_B"].tolist()):
             assert all(doc_id.startswith(["code", "math", "web"][src]) for doc_id, *_ in spans)
 

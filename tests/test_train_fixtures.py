@@ -2,7 +2,7 @@
 `write_token_dataset`, and job specs. Imported by the other test_train_* / test_mixture* / test_provenance* files.
 
 Sources whose token values show their origin (levanter's tests, STYLE habit 14): source `web` holds token ids in
-[10000, 20000), `code` in [20000, 30000), `math` in [30000, 40000); EOS is 0.
+[1000, 2000), `code` in [2000, 3000), `math` in [3000, 4000); EOS is 0.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ import yaml
 from tokenmill.tokenize.shards import write_token_dataset
 from tokenmill.tokenize.tokenizer import train_tokenizer_from_texts
 
-ORIGIN_BASE = {"web": 10000, "code": 20000, "math": 30000, "extra": 40000}
+ORIGIN_BASE = {"web": 1000, "code": 2000, "math": 3000, "extra": 4000}
+ORIGIN_SPAN = 1000
 SUBJECTS = "the cat|a dog|my sister|the old farmer|our teacher|the little bird|a young doctor|the river".split("|")
 VERBS = "sees|likes|carries|paints|finds|follows|remembers|builds|watches|cooks".split("|")
 OBJECTS = ("a red apple|the blue house|three small boats|the green field|a long letter|the quiet town|"
@@ -50,8 +51,8 @@ def make_origin_dataset(folder: Path, source: str, n_docs: int = 40, doc_len: in
     """Documents of `doc_len` tokens whose ids are ORIGIN_BASE[source] + (position in the source)."""
     base = ORIGIN_BASE[source]
     docs = [({"id": f"{source}-{i}", "url": f"https://{source}.example/{i}", "source": source},
-             (base + (np.arange(doc_len) + i * doc_len) % 10000).astype(np.int64)) for i in range(n_docs)]
-    return write_token_dataset(folder, docs, vocab_size=50000, eos_id=0, source=source)
+             (base + (np.arange(doc_len) + i * doc_len) % ORIGIN_SPAN).astype(np.int64)) for i in range(n_docs)]
+    return write_token_dataset(folder, docs, vocab_size=5000, eos_id=0, source=source)
 
 
 def write_job(path: Path, run_dir: Path, sources: dict[str, Path], *, seq_len: int = 32, stages=None,
@@ -68,6 +69,7 @@ def write_job(path: Path, run_dir: Path, sources: dict[str, Path], *, seq_len: i
         "checkpoint": {"every": 10, "keep_last": 3},
         "log_every": 50,
         "tensorboard": False,
+        "cpu_threads": 1,  # 2 shared cores: two threads per process spin against each other (6x slower here)
     }
     for key, value in extra.items():
         if isinstance(value, dict) and isinstance(job.get(key), dict):

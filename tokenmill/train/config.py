@@ -101,6 +101,7 @@ class TrainJob(Strict):
     provenance: ProvenanceSpec = ProvenanceSpec()
     distributed: DistributedSpec = DistributedSpec()
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    cpu_threads: int | None = Field(default=None, ge=1)  # torch threads per process on CPU; 1 avoids oversubscription
     log_every: int = Field(default=10, ge=1)  # console lines; metrics.jsonl gets every step
     tensorboard: bool = True
 

@@ -40,10 +40,14 @@ def train_from_spec(job_path: str, resume: bool = False, mix: str | None = None,
 
     job = load_job(job_path, int(os.environ.get("WORLD_SIZE", "1")))
     info = init_distributed(job.device)
+    threads = torch.get_num_threads()
+    if job.cpu_threads and info.device.type == "cpu":
+        torch.set_num_threads(job.cpu_threads)
     try:
         trainer = Trainer(job, info, str(job_path), resume=resume, mix=mix)
         return trainer.run(min(max_steps or job.max_steps, job.max_steps))
     finally:
+        torch.set_num_threads(threads)  # in-process callers (tests, notebooks) get their setting back
         shutdown(info)
 
 
