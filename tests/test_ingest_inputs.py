@@ -99,6 +99,23 @@ def test_pathological_page_hits_the_time_cap_and_the_rest_go_on(tmp_path):
     assert "Plain words" in rows[2]["text"]
 
 
+def test_a_killed_extraction_child_loses_no_page():
+    import os
+    import signal
+
+    from tokenmill.ingest.extract import ExtractOptions, Extractor
+
+    pages = [(b"<html><body><p>page %d has some words</p></body></html>" % i, "utf-8") for i in range(300)]
+    with Extractor(ExtractOptions(main_content=False), timeout_s=5.0) as ex:
+        ex.submit(pages)
+        os.kill(ex.proc.pid, signal.SIGKILL)
+        out = ex.collect()
+        assert ex.restarts == 1
+    reasons = Counter(r for _, r in out)
+    assert reasons[None] >= 299 and set(reasons) <= {None, "ingest.extract_error"}
+    assert all(f"page {i} has" in t for i, (t, r) in enumerate(out) if r is None)
+
+
 def test_size_and_length_caps(tmp_path):
     page = b"<html><body><p>" + b"long text here " * 1000 + b"</p></body></html>"
     path = tmp_path / "caps.warc.gz"

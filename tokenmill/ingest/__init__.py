@@ -18,7 +18,7 @@ import pyarrow as pa
 import xxhash
 
 from tokenmill.config import InputSpec
-from tokenmill.ingest.extract import ExtractOptions, Extractor, shared_extractor
+from tokenmill.ingest.extract import ExtractOptions, shared_extractor
 from tokenmill.ingest.paths import list_shards, shard_format
 from tokenmill.ingest.warc import RawDoc, iter_raw_docs
 from tokenmill.schema import DOC_SCHEMA
@@ -40,19 +40,33 @@ def read_documents(spec: InputSpec, path: str, batch_size: int) -> Iterator[pa.T
         return
     opts = ExtractOptions(spec.extractor, spec.main_content)
     extractor = shared_extractor(opts, spec.extract_timeout_s)
+    prev: list[RawDoc] | None = None
+    for batch in _batches(iter_raw_docs(path, fmt, spec.max_record_bytes), batch_size):
+        # the child extracts `prev` while this generator parsed `batch` (and the consumer used the last table)
+        table = _finish(prev, extractor.collect(), spec, path) if prev is not None else None
+        extractor.submit([(d.body, d.charset) for d in batch if d.body is not None and d.drop_reason is None])
+        if table is not None:
+            yield table
+        prev = batch
+    if prev is not None:
+        yield _finish(prev, extractor.collect(), spec, path)
+
+
+def _batches(docs: Iterator[RawDoc], size: int) -> Iterator[list[RawDoc]]:
     batch: list[RawDoc] = []
-    for doc in iter_raw_docs(path, fmt, spec.max_record_bytes):
+    for doc in docs:
         batch.append(doc)
-        if len(batch) >= batch_size:
-            yield _to_table(batch, extractor, spec, path)
+        if len(batch) >= size:
+            yield batch
             batch = []
     if batch:
-        yield _to_table(batch, extractor, spec, path)
+        yield batch
 
 
-def _to_table(docs: list[RawDoc], extractor: Extractor, spec: InputSpec, path: str) -> pa.Table:
+def _finish(docs: list[RawDoc], results: list[tuple[str, str | None]], spec: InputSpec, path: str) -> pa.Table:
+    """The batch's table, with the extraction `results` of its HTML pages filled in."""
     pending = [d for d in docs if d.body is not None and d.drop_reason is None]
-    for d, (text, reason) in zip(pending, extractor.extract([(d.body, d.charset) for d in pending]), strict=True):
+    for d, (text, reason) in zip(pending, results, strict=True):
         d.text, d.drop_reason, d.body = text, reason, None
     ids, texts, reasons = [], [], []
     for d in docs:
