@@ -51,3 +51,27 @@ def test_bad_prompts_are_refused_with_a_reason(model):
         generate(model, [], 4)
     with pytest.raises(ValueError, match="outside the vocabulary"):
         generate(model, [1, 5000], 4)
+
+
+def test_generate_text_from_a_checkpoint(tmp_path):
+    """End to end: a real byte-level BPE, a checkpoint written by train/checkpoint.py, text back out."""
+    import dataclasses
+
+    from tokenmill.tokenize.tokenizer import load_tokenizer, train_tokenizer_from_texts
+    from tokenmill.train.checkpoint import save_checkpoint
+    from tokenmill.train.generate import generate_text
+
+    texts = [f"document {i} talks about rivers, mountains and {w} weather." for i, w in
+             enumerate(["sunny", "rainy", "windy", "cold", "warm", "humid"] * 20)]
+    tok_path = train_tokenizer_from_texts(texts, tmp_path / "tokenizer.json", vocab_size=300)
+    vocab = load_tokenizer(tok_path).get_vocab_size()
+    torch.manual_seed(6)
+    model = Transformer(model_args("tiny", vocab_size=vocab, init_std=0.1))
+    meta = {"model_args": dataclasses.asdict(model.args), "tokenizer": str(tok_path)}
+    folder = save_checkpoint(tmp_path / "run", 1, model, torch.optim.AdamW(model.parameters()), {}, meta, keep_last=1)
+    text = generate_text(str(folder), "document 3 talks", max_new_tokens=12)
+    assert text == generate_text(str(tmp_path / "run"), "document 3 talks", max_new_tokens=12)  # run dir works too
+    ids = load_tokenizer(tok_path).encode("document 3 talks").ids
+    expected = generate(model, ids, 12, eos_id=load_tokenizer(tok_path).token_to_id("<|endoftext|>"))
+    assert text == load_tokenizer(tok_path).decode(expected)
+    assert len(text) > 0

@@ -54,12 +54,17 @@ def _pick(logits_V: torch.Tensor, temperature: float, rng: torch.Generator) -> i
 def generate_text(checkpoint: str, prompt: str, max_new_tokens: int = 64, temperature: float = 0.0,
                   seed: int = 0) -> str:
     """Load a checkpoint directory (model args, weights, tokenizer path), continue `prompt`, return the new text."""
+    from tokenmill.config import ConfigError
+    from tokenmill.tokenize.tokenizer import special_ids
     from tokenmill.train.checkpoint import load_for_inference
 
     model, tokenizer = load_for_inference(checkpoint)
     ids = tokenizer.encode(prompt).ids
     if not ids:
         raise ValueError(f"generate: prompt {prompt!r} encodes to no tokens with the checkpoint's tokenizer")
-    eos = tokenizer.token_to_id("<|endoftext|>") if hasattr(tokenizer, "token_to_id") else None
+    try:
+        eos, _ = special_ids(tokenizer)
+    except ConfigError:
+        eos = None  # a tokenizer without an EOS token: generate the full max_new_tokens
     new_ids = generate(model, ids, max_new_tokens, temperature=temperature, seed=seed, eos_id=eos)
     return tokenizer.decode(new_ids)
