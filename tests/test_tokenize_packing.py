@@ -100,3 +100,15 @@ def test_best_fit_decreasing_is_best_fit():
     bins = best_fit_decreasing(sizes, 100)
     assert np.bincount(bins, weights=sizes).max() <= 100
     assert bins.max() + 1 <= int(np.ceil(sizes.sum() / 100 * 1.02)) + 1  # near the lower bound
+
+
+def test_pickled_sequences_reopen_the_plan_instead_of_copying_it(crawl_dataset):
+    import pickle
+
+    ps = PackedSequences(crawl_dataset.root, SEQ_LEN, "bestfit")
+    blob = pickle.dumps(ps)
+    assert len(blob) < ps.plan.nbytes / 4  # no plan, no tokens, no index in the pickle
+    again = pickle.loads(blob)
+    assert len(again) == len(ps) and isinstance(again.plan, np.memmap)
+    for i in (0, len(ps) // 2, len(ps) - 1):
+        assert np.array_equal(again[i], ps[i]) and again.docs(i) == ps.docs(i)

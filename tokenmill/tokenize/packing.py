@@ -157,6 +157,16 @@ class PackedSequences:
                  save: bool = True) -> None:
         self.ds = dataset if isinstance(dataset, TokenDataset) else TokenDataset.open(dataset)
         self.seq_len, self.mode, self.L = seq_len, packing, seq_len + 1
+        self._attach(save)
+
+    def __getstate__(self) -> dict:  # picklable for DataLoader workers: the plan is re-read (memory-mapped) there
+        return {"ds": self.ds, "seq_len": self.seq_len, "mode": self.mode, "L": self.L}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._attach(save=False)
+
+    def _attach(self, save: bool) -> None:
         self.plan, self.stats = self._load_or_build(save)
         n = len(self)
         # row range of each sequence; concat plans have one row per sequence
@@ -198,9 +208,7 @@ class PackedSequences:
         return np.asarray(self.plan[self._offsets[i] : self._offsets[i + 1]])
 
     def _tokens(self, shard: int, start: int, stop: int) -> np.ndarray:
-        if self.ds.is_remote:
-            return self.ds.read(shard, start, stop)
-        return self.ds.tokens(shard)[start:stop]  # memmap view: copied once, into the output
+        return self.ds.view(shard, start, stop)  # memmap or cached block: copied once, into the output
 
     def __getitem__(self, i: int) -> np.ndarray:
         """Sequence i: int64[L]; positions from n_valid(i) on hold the pad id."""

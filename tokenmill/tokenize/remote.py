@@ -118,15 +118,15 @@ class RemoteShard:
                              f"or replaced)")
         self._checked_size = True
 
-    def read_bytes(self, start: int, stop: int) -> bytes:
-        """Bytes [start, stop) of the shard."""
+    def read_bytes(self, start: int, stop: int) -> memoryview:
+        """Bytes [start, stop) of the shard (a view of the cached block when the range lies in one block)."""
         if start >= stop:
-            return b""
+            return memoryview(b"")
         if self.verify:
             self._check_size()
         first, last = start // BLOCK_BYTES, (stop - 1) // BLOCK_BYTES
         blocks = self._blocks(first, last)
-        joined = blocks[0] if len(blocks) == 1 else b"".join(blocks)
+        joined = memoryview(blocks[0] if len(blocks) == 1 else b"".join(blocks))
         off = start - first * BLOCK_BYTES
         return joined[off : off + stop - start]
 

@@ -132,18 +132,22 @@ class TokenDataset:
         self._check_shard(shard)
         if shard not in self._mm:
             if self.is_remote:
-                self._mm[shard] = self.read(shard, 0, int(self.shard_tokens[shard]))
+                self._mm[shard] = self.view(shard, 0, int(self.shard_tokens[shard]))
             else:
                 self._mm[shard] = np.memmap(self.path(self.shards[shard]["bin"]), dtype=self.dtype, mode="r")
         return self._mm[shard]
 
     def read(self, shard: int, start: int, stop: int) -> np.ndarray:
         """Tokens [start, stop) of a shard, as a new array (remote: one range request for the missing blocks)."""
+        return np.array(self.view(shard, start, stop))
+
+    def view(self, shard: int, start: int, stop: int) -> np.ndarray:
+        """Like `read`, without the copy: a read-only view of the memmap or of the cached remote block."""
         n = int(self.shard_tokens[shard]) if 0 <= shard < self.num_shards else 0
         if not 0 <= start <= stop <= n:
             raise IndexError(f"{self.root}: range [{start}, {stop}) outside shard {shard} ({n} tokens)")
         if not self.is_remote:
-            return np.array(self.tokens(shard)[start:stop])
+            return self.tokens(shard)[start:stop]
         self._check_shard(shard)
         rs = self._remote.get(shard)
         if rs is None:
@@ -152,7 +156,7 @@ class TokenDataset:
                              entry, self.dtype.itemsize, self._cache, self.verify)
             self._remote[shard] = rs
         size = self.dtype.itemsize
-        return np.frombuffer(rs.read_bytes(start * size, stop * size), dtype=self.dtype).copy()
+        return np.frombuffer(rs.read_bytes(start * size, stop * size), dtype=self.dtype)
 
     def index(self, shard: int) -> pa.Table:
         """The shard's documents: id, url, source, token_start, token_count (EOS included), in stream order."""
