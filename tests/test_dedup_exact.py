@@ -95,3 +95,16 @@ def test_normalization_matches_the_datatrove_reference_on_words():
     assert flat.to_pylist() == ["héllo", "world", "its", "quoted", "abc", "abc"] and offsets.tolist() == [0, 5, 5, 5, 6]
     h, off = doc_shingles(pa.array(["one two three", "one two three four five six", "ONE, two; three!"]), n=5)
     assert off.tolist() == [0, 1, 3, 4] and h[0] == h[3] and h[1] != h[2]  # short docs: one whole-doc shingle
+
+
+def test_a_record_read_twice_is_not_dropped_against_itself(tmp_path):
+    rows = [{"id": "x", "text": "same text twice"}, {"id": "x", "text": "Same text twice!"},
+            {"id": "y", "text": "same text twice"}]
+    out = run_global_locally(ExactDedup(), write_shards(rows, tmp_path, 1), str(tmp_path / "w"))[0]
+    assert out["drop_reason"].to_pylist() == [None, None, REASON]
+
+
+def test_a_file_without_text_is_named_in_the_error(tmp_path):
+    pq.write_table(pa.table({"id": ["a"]}), tmp_path / "bad.parquet")
+    with pytest.raises(ValueError, match="bad.parquet: not a document file: no column text"):
+        run_global_locally(ExactDedup(), [str(tmp_path / "bad.parquet")], str(tmp_path / "w"))

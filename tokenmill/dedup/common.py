@@ -50,9 +50,18 @@ def check_keep_rule(keep: KeepRule, quality_column: str | None) -> None:
         raise ConfigError("keep: 'quality' needs quality_column (the score column written by a quality filter)")
 
 
+def document_columns(path: str) -> list[str]:
+    """The column names of a document file; ValueError naming the file when `id` or `text` is missing."""
+    names = pq.read_schema(path).names
+    missing = [c for c in (ID, TEXT) if c not in names]
+    if missing:
+        raise ValueError(f"{path}: not a document file: no column {', '.join(missing)} (columns: {names})")
+    return names
+
+
 def input_columns(path: str, keep: KeepRule, quality_column: str | None) -> pa.Table:
     """The columns a global phase needs from one input shard (id, text, drop_reason, the rule's column)."""
-    names = pq.read_schema(path).names
+    names = document_columns(path)
     cols = [ID, TEXT] + [c for c in (DROP_REASON,) if c in names]
     if keep == "earliest" and WARC_DATE in names:
         cols.append(WARC_DATE)

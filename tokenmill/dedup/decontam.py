@@ -104,7 +104,10 @@ def scan_shard(path: str, shard: int, workdir: str, cfg: dict) -> dict:
     """Phase 2: (document, item) pairs sharing at least `min_matches` n-grams, for one shard."""
     c = DecontamConfig(**cfg)
     index = load_index(workdir)
-    table = pq.read_table(path, columns=[ID, URL, TEXT])
+    names = common.document_columns(path)
+    table = pq.read_table(path, columns=[c for c in (ID, URL, TEXT) if c in names])
+    if URL not in names:
+        table = table.append_column(URL, pa.nulls(table.num_rows, pa.string()))
     docs, codes = [], []
     for lo in range(0, table.num_rows, SCAN_BATCH):
         h, off = doc_shingles(table[TEXT].slice(lo, SCAN_BATCH), c.ngram, short_docs=False)

@@ -45,9 +45,8 @@ def hash_shard(path: str, shard: int, workdir: str, cfg: dict) -> dict:
     table = common.input_columns(path, c.keep, c.quality_column)
     texts = normalized_text(table[TEXT])
     active = common.active_mask(table) & np.array([bool(t) for t in texts], bool)
-    digests = [xxhash.xxh3_128_intdigest(t.encode()) if a else 0 for t, a in zip(texts, active, strict=True)]
-    hi = np.array([d >> 64 for d in digests], np.uint64)
-    lo = np.array([d & 0xFFFFFFFFFFFFFFFF for d in digests], np.uint64)
+    digest = np.frombuffer(b"".join(xxhash.xxh3_128_digest(t.encode()) for t in texts), ">u8").reshape(-1, 2)
+    hi, lo = digest[:, 0].astype(np.uint64), digest[:, 1].astype(np.uint64)
     out = pa.table({"h_hi": hi, "h_lo": lo, "key": common.node_keys(shard, table.num_rows),
                     "id": table[ID], "rank": common.rank_column(table, c.keep, c.quality_column)})
     out = out.filter(pa.array(active))
@@ -66,7 +65,8 @@ def resolve_partition(p: int, n_shards: int, workdir: str) -> dict:
     t = t.take(pa.array(common.survivor_order(t, "grp")))
     first = common.group_starts(t["grp"].to_numpy())
     kept_row = np.maximum.accumulate(np.where(first, np.arange(t.num_rows), 0))
-    dup = ~first
+    ids = t[ID].to_numpy(zero_copy_only=False)
+    dup = ~first & (ids != ids[kept_row])  # a repeated id is one record read twice: decisions join by id
     dups = pa.table({ID: t[ID].take(pa.array(np.flatnonzero(dup))),
                      DUPLICATE_OF: t[ID].take(pa.array(kept_row[dup])),
                      "shard": common.key_shard(t["key"].to_numpy()[dup])})
