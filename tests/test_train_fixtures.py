@@ -18,15 +18,16 @@ from tokenmill.tokenize.tokenizer import train_tokenizer_from_texts
 
 ORIGIN_BASE = {"web": 1000, "code": 2000, "math": 3000, "extra": 4000}
 ORIGIN_SPAN = 1000
-SUBJECTS = "the cat|a dog|my sister|the old farmer|our teacher|the little bird|a young doctor|the river".split("|")
-VERBS = "sees|likes|carries|paints|finds|follows|remembers|builds|watches|cooks".split("|")
-OBJECTS = ("a red apple|the blue house|three small boats|the green field|a long letter|the quiet town|"
-           "two brown horses|the morning bread|a wooden chair|the silver moon").split("|")
-ENDINGS = "today|every morning|near the sea|after the rain|with great care|in the garden|before dinner".split("|")
+SUBJECTS = "the cat|a dog|his sister|the old baker|our teacher|the little bird|a young doctor|the river".split("|")
+VERBS = "sees|likes|carries|paints|finds|follows|reads|builds|watches|cooks".split("|")
+OBJECTS = ("a red apple|the blue house|three little boats|the green field|a long letter|the quiet town|"
+           "two brown horses|the fresh bread|a wooden chair|the silver lake").split("|")
+ENDINGS = "today|every evening|near the sea|after the rain|with great care|in the garden|before dinner".split("|")
 
 
 def english_like_texts(n_docs: int, seed: int = 0) -> list[str]:
-    """Varied sentences from a small grammar: far below the unigram entropy for a model that learns syntax."""
+    """Varied sentences from a small grammar: far below the unigram entropy for a model that learns syntax.
+    No word contains the letter "m", so a planted "mmmm…" page is text the model has never seen."""
     rng = np.random.default_rng(seed)
     docs = []
     for _ in range(n_docs):

@@ -76,15 +76,28 @@ def read_spikes(run: str | Path) -> list[dict]:
     return spikes
 
 
+def per_document(spans: list[dict]) -> list[dict]:
+    """Merge the spans of one document within a step (it may fill several rows): token-weighted mean loss."""
+    merged: dict[str, dict] = {}
+    for d in spans:
+        if d["loss"] is None:
+            continue
+        m = merged.setdefault(d["doc_id"], {**d, "tokens": 0, "loss": 0.0, "rows": []})
+        m["loss"] = (m["loss"] * m["tokens"] + d["loss"] * d["tokens"]) / max(m["tokens"] + d["tokens"], 1)
+        m["tokens"] += d["tokens"]
+        m["rows"].append(d["row"])
+    return list(merged.values())
+
+
 def spike_report(run: str | Path, top: int = 5) -> list[dict]:
     """Each spike with its `top` documents by per-document loss (ties: more tokens first)."""
     report = []
     for spike in read_spikes(run):
         try:
-            docs = step_documents(run, spike["step"])
+            docs = per_document(step_documents(run, spike["step"]))
         except ConfigError:
             docs = []
-        ranked = sorted((d for d in docs if d["loss"] is not None), key=lambda d: (-d["loss"], -d["tokens"]))
+        ranked = sorted(docs, key=lambda d: (-d["loss"], -d["tokens"]))
         report.append({**spike, "documents": ranked[:top]})
     return report
 
