@@ -45,6 +45,15 @@ def partition_of(hashes: np.ndarray, parts: int) -> np.ndarray:
     return ((hashes >> np.uint64(32)) % np.uint64(parts)).astype(np.int64)
 
 
+MIN_PARTITIONS = 4
+
+
+def partition_count(configured: int | None, n_inputs: int) -> int:
+    """Hash partitions for the exchange phases: as configured, else one per input shard (at least 4), so that
+    each partition task holds about one shard's worth of hashes however large the corpus grows."""
+    return configured if configured is not None else max(n_inputs, MIN_PARTITIONS)
+
+
 def check_keep_rule(keep: KeepRule, quality_column: str | None) -> None:
     if keep == "quality" and not quality_column:
         raise ConfigError("keep: 'quality' needs quality_column (the score column written by a quality filter)")

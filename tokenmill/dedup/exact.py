@@ -30,16 +30,15 @@ from tokenmill.stage import GlobalStage, Phases, StageConfig, Task
 
 REASON = "exact_dedup.duplicate"
 DUPLICATE_OF = "exact_dedup.duplicate_of"
-DEFAULT_PARTITIONS = 16  # hash partitions: each phase-2 task holds ~1/16 of all hashes
 
 
 class ExactDedupConfig(StageConfig):
-    partitions: int = Field(default=DEFAULT_PARTITIONS, ge=1)
+    partitions: int | None = Field(default=None, ge=1)  # None: common.partition_count
     keep: common.KeepRule = "first"
     quality_column: str | None = None
 
 
-def hash_shard(path: str, shard: int, workdir: str, cfg: dict) -> dict:
+def hash_shard(path: str, shard: int, workdir: str, cfg: dict, parts: int) -> dict:
     """Phase 1: (hash_hi, hash_lo, key, id, rank) of every active row, split into partition files."""
     c = ExactDedupConfig(**cfg)
     table = common.input_columns(path, c.keep, c.quality_column)
@@ -50,9 +49,9 @@ def hash_shard(path: str, shard: int, workdir: str, cfg: dict) -> dict:
     out = pa.table({"h_hi": hi, "h_lo": lo, "key": common.node_keys(shard, table.num_rows),
                     "id": table[ID], "rank": common.rank_column(table, c.keep, c.quality_column)})
     out = out.filter(pa.array(active))
-    part = common.partition_of(out["h_hi"].to_numpy(), c.partitions)
+    part = common.partition_of(out["h_hi"].to_numpy(), parts)
     base = common.shard_dir(workdir, "hashes", shard)
-    for p in range(c.partitions):
+    for p in range(parts):
         common.write_parquet(out.filter(pa.array(part == p)), os.path.join(base, f"part-{p:04d}.parquet"))
     return {"shard": shard, "docs": int(active.sum())}
 
@@ -102,10 +101,9 @@ class ExactDedup(GlobalStage):
         common.check_keep_rule(self.config.keep, self.config.quality_column)
 
     def prepare(self, inputs: list[str], workdir: str) -> Phases:
-        cfg = self.config.model_dump()
-        yield [Task(f"hash-{i:05d}", hash_shard, (p, i, workdir, cfg)) for i, p in enumerate(inputs)]
-        yield [Task(f"resolve-{p:04d}", resolve_partition, (p, len(inputs), workdir))
-               for p in range(self.config.partitions)]
+        cfg, parts = self.config.model_dump(), common.partition_count(self.config.partitions, len(inputs))
+        yield [Task(f"hash-{i:05d}", hash_shard, (p, i, workdir, cfg, parts)) for i, p in enumerate(inputs)]
+        yield [Task(f"resolve-{p:04d}", resolve_partition, (p, len(inputs), workdir)) for p in range(parts)]
 
     def setup(self) -> None:
         assert self.workdir is not None and self.shard is not None, "the runner sets workdir and shard"

@@ -45,7 +45,7 @@ class MinHashDedupConfig(StageConfig):
     bands: int = Field(default=14, ge=1)  # FineWeb: 14 buckets ...
     rows: int = Field(default=8, ge=1)  # ... of 8 hashes each (112 hashes)
     seed: int = 1
-    partitions: int = Field(default=16, ge=1)
+    partitions: int | None = Field(default=None, ge=1)  # None: common.partition_count
     keep: common.KeepRule = "earliest"
     quality_column: str | None = None
     # Candidate pairs whose signatures agree on fewer than this fraction of hashes are not merged (None: merge
@@ -60,7 +60,7 @@ class MinHashDedupConfig(StageConfig):
         return self
 
 
-def signature_shard(path: str, shard: int, workdir: str, cfg: dict) -> dict:
+def signature_shard(path: str, shard: int, workdir: str, cfg: dict, parts: int) -> dict:
     """Phase 1: band hashes of every active document with at least one word, into partition files."""
     c = MinHashDedupConfig(**cfg)
     table = common.input_columns(path, c.keep, c.quality_column)
@@ -80,9 +80,9 @@ def signature_shard(path: str, shard: int, workdir: str, cfg: dict) -> dict:
     D = int(use.sum())
     rows = pa.table({"band": np.tile(np.arange(c.bands, dtype=np.uint16), D), "bhash": bh_DB.reshape(-1),
                      "key": np.repeat(keys[use], c.bands)})
-    part = common.partition_of(rows["bhash"].to_numpy(), c.partitions)
+    part = common.partition_of(rows["bhash"].to_numpy(), parts)
     base = common.shard_dir(workdir, "buckets", shard)
-    for p in range(c.partitions):
+    for p in range(parts):
         common.write_parquet(rows.filter(pa.array(part == p)), os.path.join(base, f"part-{p:04d}.parquet"))
     if c.min_jaccard is not None:
         sig_DK = np.concatenate(sigs_DK)[use] if sigs_DK else np.zeros((0, c.bands * c.rows), np.uint64)
@@ -201,8 +201,9 @@ class MinHashDedup(GlobalStage):
         common.check_keep_rule(self.config.keep, self.config.quality_column)
 
     def prepare(self, inputs: list[str], workdir: str) -> Phases:
-        cfg, n, parts = self.config.model_dump(), len(inputs), self.config.partitions
-        results = yield [Task(f"signatures-{i:05d}", signature_shard, (p, i, workdir, cfg))
+        cfg, n = self.config.model_dump(), len(inputs)
+        parts = common.partition_count(self.config.partitions, n)
+        results = yield [Task(f"signatures-{i:05d}", signature_shard, (p, i, workdir, cfg, parts))
                          for i, p in enumerate(inputs)]
         verify = self.config.min_jaccard is not None
         results = yield [Task(f"buckets-{p:04d}", bucket_partition, (p, n, workdir, parts, verify))
