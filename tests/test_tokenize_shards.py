@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tokenmill.tokenize.export import export_dataset
 from tokenmill.tokenize.format import ShardError
 from tokenmill.tokenize.httpserve import serve_directory
 from tokenmill.tokenize.packing import PackedSequences
@@ -118,8 +119,12 @@ def test_flipped_byte_is_refused_naming_the_file(small_dataset):
     shard.write_bytes(bytes(data))
     ds = TokenDataset.open(small_dataset)  # sizes still match: opening is cheap and passes
     ds.read(0, 0, 10)  # other shards are fine
-    with pytest.raises(ShardError, match="shard-00001.bin.*sha256"):
+    with pytest.raises(ShardError, match="shard-00001.bin: block 0 .*checksum"):
         ds.read(1, 0, 10)
+    with pytest.raises(ShardError, match="shard-00001.bin: sha256"):
+        ds.verify_sha256(1)
+    with pytest.raises(ShardError, match="shard-00001.bin: sha256"):
+        export_dataset(TokenDataset.open(small_dataset, verify=False), small_dataset.parent / "x", "megatron")
     with pytest.raises(ShardError, match="shard-00001.bin"):
         TokenDataset.open(f"file://{small_dataset}").read(1, 0, len(data) // 2)
     assert TokenDataset.open(small_dataset, verify=False).read(1, 0, 10).shape == (10,)

@@ -11,14 +11,14 @@ EOS after each document), so an export is a streamed copy plus each format's doc
 
 from __future__ import annotations
 
-import shutil
+import hashlib
 import struct
 from pathlib import Path
 
 import numpy as np
 
 from tokenmill.io import atomic_path
-from tokenmill.tokenize.format import source_slug
+from tokenmill.tokenize.format import ShardError, source_slug
 from tokenmill.tokenize.shards import TokenDataset
 
 MEGATRON_MAGIC = b"MMIDIDX\x00\x00"
@@ -28,12 +28,20 @@ COPY_CHUNK = 16 << 20
 
 
 def _copy_tokens(ds: TokenDataset, shard: int, f) -> None:
+    """Copy a shard's bytes into `f`, checking its whole-file sha256 on the way."""
     if ds.is_remote:
-        f.write(ds.tokens(shard).tobytes())
-        return
-    ds.tokens(shard)  # verifies the checksum first
-    with open(ds.path(ds.shards[shard]["bin"]), "rb") as src:
-        shutil.copyfileobj(src, f, COPY_CHUNK)
+        data = ds.tokens(shard).tobytes()  # block-checked as it arrived
+        sha = hashlib.sha256(data).hexdigest()
+        f.write(data)
+    else:
+        h = hashlib.sha256()
+        with open(ds.path(ds.shards[shard]["bin"]), "rb") as src:
+            while chunk := src.read(COPY_CHUNK):
+                h.update(chunk)
+                f.write(chunk)
+        sha = h.hexdigest()
+    if sha != ds.shards[shard]["sha256"]:
+        raise ShardError(f"{ds.path(ds.shards[shard]['bin'])}: sha256 does not match dataset.json (corrupt shard)")
 
 
 def export_datatrove(ds: TokenDataset, out: Path) -> list[Path]:

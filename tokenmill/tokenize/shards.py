@@ -2,9 +2,11 @@
 (any fsspec URL: s3://, https://, file://) by verified, cached range reads.
 
 Checks: on open, dataset.json must parse and each local .bin must have exactly num_tokens * itemsize bytes (a
-stat, so a shard cut short is refused at once). A shard's sha256 is checked lazily, on the first access of that
-shard (sha256 runs at ~1.5 GB/s here: ~0.35 s for a 512 MB shard), so opening a 1,000-shard dataset stays cheap;
-`verify_seconds` says how long that took. Remote shards are checked per 1 MiB block instead (xxh3).
+stat, so a shard cut short is refused at once). A shard's content is checked lazily, on the first access of that
+shard, against the xxh3-64 of each 1 MiB block in dataset.json: measured here on a 256 MB shard (page-cached),
+~9 ms, where the whole-file sha256 takes ~0.15 s (0.4 s under load), so opening a 1,000-shard dataset stays cheap
+and every DataLoader worker can afford the check; `verify_seconds` says how long it took, `verify_sha256(shard)` checks the whole-file
+sha256 (export does, while it copies). Remote shards are checked block by block as they arrive.
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+import xxhash
 
-from tokenmill.tokenize.format import FORMAT, META_NAME, ShardError, sha256_file
+from tokenmill.tokenize.format import BLOCK_BYTES, FORMAT, META_NAME, ShardError, sha256_file
 from tokenmill.tokenize.remote import DEFAULT_DISK_CACHE_BYTES, BlockCache, RemoteShard
 from tokenmill.tokenize.writer import write_token_dataset  # noqa: F401  (public: the in-process writer)
 
@@ -121,11 +124,24 @@ class TokenDataset:
             raise IndexError(f"{self.root}: shard {shard} out of range (dataset has {self.num_shards})")
         if self.verify and shard not in self._verified and not self.is_remote:
             t0 = time.perf_counter()
-            p = self.path(self.shards[shard]["bin"])
-            if sha256_file(p) != self.shards[shard]["sha256"]:
-                raise ShardError(f"{p}: sha256 does not match dataset.json (corrupt shard)")
+            entry = self.shards[shard]
+            p = self.path(entry["bin"])
+            if "block_xxh3" not in entry:
+                self.verify_sha256(shard)
+            elif entry["num_tokens"]:
+                data = np.memmap(p, dtype=np.uint8, mode="r")
+                for b, want in enumerate(entry["block_xxh3"]):
+                    if xxhash.xxh3_64_hexdigest(data[b * BLOCK_BYTES : (b + 1) * BLOCK_BYTES]) != want:
+                        raise ShardError(f"{p}: block {b} (bytes {b * BLOCK_BYTES}-) fails its checksum "
+                                         f"(corrupt shard)")
             self.verify_seconds += time.perf_counter() - t0
             self._verified.add(shard)
+
+    def verify_sha256(self, shard: int) -> None:
+        """Check a local shard's whole-file sha256 (~0.15 s per 256 MB here; the block check is ~15x faster)."""
+        p = self.path(self.shards[shard]["bin"])
+        if sha256_file(p) != self.shards[shard]["sha256"]:
+            raise ShardError(f"{p}: sha256 does not match dataset.json (corrupt shard)")
 
     def tokens(self, shard: int) -> np.ndarray:
         """The shard's flat token stream: a read-only memmap locally; fetched (verified, cached) when remote."""

@@ -28,7 +28,7 @@ from tokenmill.tokenize.format import (
     shard_names,
 )
 
-DEFAULT_MAX_SHARD_TOKENS = 1 << 28  # 256M tokens: 512 MB of uint16, sha256 in ~0.3 s (lazy, on first access)
+DEFAULT_MAX_SHARD_TOKENS = 1 << 28  # 256M tokens: 512 MB of uint16, block-checked in ~20 ms on first access
 
 
 class ShardWriter:
