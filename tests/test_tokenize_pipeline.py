@@ -63,6 +63,7 @@ def test_tokenize_phases_on_ray(ray_local, doc_files, tmp_path):
         assert ds.source == src and ds.num_docs == len(kept) and ds.dtype == np.dtype("<u2")
         assert ds.vocab_size == 600 and ds.meta["tokenizer"]["sha256"]
         assert set(ds.meta["packing"]) == {"concat-256", "bestfit-256"}
+        assert (out / slug / "tokenizer.json").read_bytes() == (out / "tokenizer.json").read_bytes()  # portable
         for s in range(ds.num_shards):
             toks = ds.tokens(s)
             for row in ds.index(s).to_pylist():

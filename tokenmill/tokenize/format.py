@@ -7,6 +7,8 @@ A tokenized dataset is a folder:
     shard-NNNNN.bin           flat little-endian uint16 (vocab <= 65,536) or uint32 token ids; every document is
                               followed by one EOS token, which belongs to that document
     shard-NNNNN.idx.parquet   one row per document: id, url, source, token_start, token_count (EOS included)
+    tokenizer.json            a copy of the tokenizer (dataset.json "tokenizer" has its original path and sha256)
+    packing-MODE-SEQLEN.npy   packing plans (tokenmill.tokenize.packing), when computed
 
 Each shard entry in dataset.json carries the sha256 of the whole .bin (checked lazily on first access of a
 local shard) and an xxh3-64 per `BLOCK_BYTES` block (checked on every remote range read, which never sees

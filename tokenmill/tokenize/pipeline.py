@@ -31,7 +31,7 @@ from tokenmill.tokenize.tokenizer import (
     tokenizer_facts,
     tokenizer_sha256,
 )
-from tokenmill.tokenize.writer import ShardWriter, dataset_meta, read_sidecars, write_meta
+from tokenmill.tokenize.writer import ShardWriter, copy_tokenizer, dataset_meta, read_sidecars, write_meta
 
 GUARD_DOCS = 32  # documents of each file also encoded by HF to check the fast path (~2% of a 2,000-doc file)
 ENCODE_BATCH_DOCS = 512  # documents per encode_batch call: large enough to use both Rust threads, small in memory
@@ -196,6 +196,7 @@ def finalize_dataset(folder: str, source: str, tok_path: str, config: TokenizeCo
     meta = dataset_meta(source, shards, dtype=np.dtype(facts["dtype"]), eos_id=facts["eos_id"],
                         pad_id=facts["pad_id"], vocab_size=facts["vocab_size"],
                         tokenizer={"path": tok_path, "sha256": facts["sha256"]})
+    copy_tokenizer(folder, tok_path)
     write_meta(folder, meta)
     from tokenmill.tokenize.packing import PackedSequences
     from tokenmill.tokenize.shards import TokenDataset

@@ -17,7 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from tokenmill.io import _tmp_name, atomic_write_json
+from tokenmill.io import _tmp_name, atomic_write_bytes, atomic_write_json
 from tokenmill.tokenize.format import (
     FORMAT,
     INDEX_SCHEMA,
@@ -28,6 +28,7 @@ from tokenmill.tokenize.format import (
     shard_names,
 )
 
+TOKENIZER_NAME = "tokenizer.json"  # copy of the tokenizer in each dataset folder
 DEFAULT_MAX_SHARD_TOKENS = 1 << 28  # 256M tokens: 512 MB of uint16, block-checked in ~20 ms on first access
 
 
@@ -129,6 +130,11 @@ def dataset_meta(source: str, shards: list[dict], *, dtype: np.dtype, eos_id: in
     }
 
 
+def copy_tokenizer(folder: str | Path, tok_path: str | Path) -> None:
+    """Put the tokenizer.json beside the shards, so a dataset copied elsewhere (or to object storage) decodes."""
+    atomic_write_bytes(Path(folder) / TOKENIZER_NAME, Path(tok_path).read_bytes())
+
+
 def write_meta(folder: str | Path, meta: dict) -> Path:
     path = Path(folder) / META_NAME
     atomic_write_json(path, meta)
@@ -187,6 +193,8 @@ def write_token_dataset(
     shards.append(writer.close())
     meta = dataset_meta(source or "unknown", shards, dtype=dtype, eos_id=eos_id, pad_id=pad_id,
                         vocab_size=vocab_size, tokenizer=tok_info)
+    if tokenizer_path is not None:
+        copy_tokenizer(out, tokenizer_path)
     write_meta(out, meta)
     for mode, seq_len in packing:
         from tokenmill.tokenize.packing import PackedSequences
