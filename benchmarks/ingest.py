@@ -1,7 +1,7 @@
 """WARC → text: tokenmill's reader vs datatrove's WarcReader + Trafilatura, on the same generated crawl, plus
 extraction quality on real pages with ground truth.
 
-Throughput: documents/s and compressed MB/s over every shard of a generated crawl (default 2,000 pages in 2
+Throughput: documents/s and compressed MB/s over every shard of a generated crawl (default 1,000 pages in 2
 files; `--docs` scales it), tokenmill with resiliparse (its default) and with trafilatura, datatrove with its
 default Trafilatura extractor (favour_precision, deduplicate, 1 s sandboxed timeout). Alternating, after a warm-up.
 
@@ -9,7 +9,7 @@ Quality, on `shared/data/html`: scrapinghub's article-extraction-benchmark (181 
 `articleBody`) and trafilatura's own eval sample (150 pages; F1 over `with` snippets found and `without`
 snippets wrongly kept). The same bytes → str decoding is used for every extractor.
 
-    python -m benchmarks.ingest [--docs 2000] [--repeats 3]
+    python -m benchmarks.ingest [--docs 1000] [--repeats 3]
 """
 
 from __future__ import annotations
@@ -96,7 +96,7 @@ def quality() -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--docs", type=int, default=2000, help="pages in the generated crawl")
+    ap.add_argument("--docs", type=int, default=1000, help="pages in the generated crawl")
     ap.add_argument("--files", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()

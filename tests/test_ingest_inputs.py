@@ -154,3 +154,13 @@ def test_real_jsonl_documents(shared_data):
     for name in ("dolma_cc_en_head-0091.jsonl.gz", "dolma_provided_documents_000.json.gz"):
         rows = read_all(InputSpec(paths=[str(shared_data / "commoncrawl/text" / name)]))
         assert len(rows) == 10 and all(r["drop_reason"] is None and r["text"] for r in rows)
+
+
+def test_a_reader_stopped_early_leaves_the_next_one_working(small_crawl):
+    spec = InputSpec(paths=[f"{small_crawl}/*.warc.gz"])
+    first = list_shards(spec)[0]
+    reader = read_documents(spec, first, 10)
+    assert next(reader).num_rows == 10
+    reader.close()  # a consumer that stops after one table, with the next batch in flight
+    rows = [r for t in read_documents(spec, first, 30) for r in t.to_pylist()]
+    assert len(rows) == 100 and sum(r["drop_reason"] is None for r in rows) >= 90

@@ -41,15 +41,19 @@ def read_documents(spec: InputSpec, path: str, batch_size: int) -> Iterator[pa.T
     opts = ExtractOptions(spec.extractor, spec.main_content)
     extractor = shared_extractor(opts, spec.extract_timeout_s)
     prev: list[RawDoc] | None = None
-    for batch in _batches(iter_raw_docs(path, fmt, spec.max_record_bytes), batch_size):
-        # the child extracts `prev` while this generator parsed `batch` (and the consumer used the last table)
-        table = _finish(prev, extractor.collect(), spec, path) if prev is not None else None
-        extractor.submit([(d.body, d.charset) for d in batch if d.body is not None and d.drop_reason is None])
-        if table is not None:
-            yield table
-        prev = batch
-    if prev is not None:
-        yield _finish(prev, extractor.collect(), spec, path)
+    try:
+        for batch in _batches(iter_raw_docs(path, fmt, spec.max_record_bytes), batch_size):
+            # the child extracts `prev` while this generator parsed `batch` (and the consumer used the last table)
+            table = _finish(prev, extractor.collect(), spec, path) if prev is not None else None
+            extractor.submit([(d.body, d.charset) for d in batch if d.body is not None and d.drop_reason is None])
+            prev = batch
+            if table is not None:
+                yield table
+        if prev is not None:
+            batch, prev = prev, None
+            yield _finish(batch, extractor.collect(), spec, path)
+    finally:
+        extractor.abandon()  # no-op unless the reader stopped (or failed) with a batch in flight
 
 
 def _batches(docs: Iterator[RawDoc], size: int) -> Iterator[list[RawDoc]]:

@@ -192,6 +192,12 @@ class Extractor:
                 self._send([pages[k] for k in todo])
         return res  # type: ignore[return-value]
 
+    def abandon(self) -> None:
+        """Forget the batch in flight (its reader stopped early): kill the child so no stale result remains."""
+        if self.inflight is not None:
+            self.inflight = None
+            self._kill()
+
     def extract(self, pages: list[tuple[bytes, str | None]]) -> list[tuple[str, str | None]]:
         self.submit(pages)
         return self.collect()

@@ -16,7 +16,7 @@ import xxhash
 
 from tokenmill.ingest.pages import STATUS_TEXT, Page
 
-GZIP_LEVEL = 6  # zlib's default, as CC's writers use
+GZIP_LEVEL = 1  # fastest: 27 → ~19 µs per 4 KB page here; size matters less than speed for a synthetic crawl
 USER_AGENT = "tokenmill-crawlgen/1.0 (synthetic; +https://github.com/tokenmill)"
 
 
