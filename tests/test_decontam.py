@@ -119,7 +119,7 @@ def test_real_common_crawl_is_not_flagged_without_a_reason(planted, real_cc):
     index = load_index(workdir)
     flagged = [r for r in table.to_pylist() if r["drop_reason"] is not None and r["id"] not in truth]
     for r in flagged:  # each one must show the benchmark text it shares
-        spans = contaminated_spans(r["text"], index, 13)
+        spans = contaminated_spans(r["text"], index)
         print(f"flagged real CC document {r['id']} ({r['url']}) for {r[BENCHMARKS_COL]}: "
               + " | ".join(repr(r["text"][a:b][:200]) for a, b in spans))
         assert spans, f"{r['id']} flagged but no matching span"
@@ -140,7 +140,7 @@ def test_cut_mode_removes_the_item_and_keeps_the_rest(specs, real_cc, tmp_path):
     assert by_id["long"]["drop_reason"] is None and by_id["clean"]["drop_reason"] is None
     assert by_id["clean"]["text"] == host
     index = load_index(str(tmp_path / "w"))
-    assert contaminated_spans(by_id["long"]["text"], index, 13) == []
+    assert contaminated_spans(by_id["long"]["text"], index) == []
     assert host[:1000] in by_id["long"]["text"] and len(by_id["long"]["text"]) >= 2000
 
 
@@ -161,3 +161,35 @@ def test_templates_and_formats(tmp_path):
     assert load_items(BenchmarkSpec(name="humaneval", path=str(tmp_path / "h.parquet"))) == ["def f():\n    return 1"]
     with pytest.raises(ValueError, match="exactly one"):
         BenchmarkSpec(name="x")
+
+
+def test_short_items_are_matched_whole_down_to_min_item_words(specs, real_cc, tmp_path):
+    from tokenmill.dedup.ngrams import words
+
+    items = load_items(BenchmarkSpec(**specs[1]))  # MMLU: some question+choices have fewer than 13 words
+    _, off = words(pa.array(items))
+    lens = np.diff(off)
+    short = np.flatnonzero((lens >= 8) & (lens < 13)).tolist()[:6]
+    tiny = int(np.flatnonzero(lens < 8)[0])
+    rng = np.random.default_rng(2)
+    rows = [{"id": f"short-{k}", "text": real_cc[k]["text"] + "\n" + mutate(items[k], rng)} for k in short]
+    rows.append({"id": "tiny", "text": real_cc[50]["text"] + "\n" + items[tiny]})
+    stage = Decontaminate(benchmarks=[specs[1]])
+    out = run_global_locally(stage, [write_docs(rows, tmp_path / "in.parquet")], str(tmp_path / "w"))[0]
+    by_id = {r["id"]: r for r in out.to_pylist()}
+    assert len(short) == 6 and all(by_id[f"short-{k}"]["drop_reason"] == REASON for k in short)
+    assert by_id["tiny"]["drop_reason"] is None  # under 8 words: everyday phrases, never matched
+    info = stage.summary(str(tmp_path / "w"))["benchmarks"]["mmlu"]
+    assert info["items_too_short"] == int((lens < 8).sum()) > 0  # counted, not indexed
+    index = load_index(str(tmp_path / "w"))
+    assert set(index.lengths.tolist()) == {13} | set(lens[(lens >= 8) & (lens < 13)].tolist())
+
+
+def test_offline_dataset_name_is_a_config_error(monkeypatch):
+    import datasets
+    import huggingface_hub
+
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True, raising=False)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True, raising=False)
+    with pytest.raises(ConfigError, match="cannot load dataset 'openai/gsm8k'"):
+        load_items(BenchmarkSpec(name="gsm8k", dataset="openai/gsm8k", subset="main"))

@@ -1,7 +1,7 @@
 """Decontamination: find evaluation-benchmark text in the training documents by word n-gram overlap.
 
   index   (one task)   every benchmark item's text (bench_items.py templates) → normalized words (ngrams.py) →
-                       13-gram hashes, sorted with their (benchmark, item): `index.npz`;
+                       13-gram hashes, sorted with their (benchmark, item): `index.npz` (decontam_index.py);
   scan    (per shard)  every document's 13-gram hashes (whole batches), looked up by binary search in the index;
                        (id, url, benchmark, item, n-grams matched) written to `matches/shard-S.parquet`;
   report  (one task)   `contamination.json`: per benchmark the items found and the contaminated fraction, the
@@ -12,7 +12,8 @@
                        `min_chars_after_cut` characters, else dropped as `decontam.too_short_after_cut`.
 
 13-grams are the GPT-3 setting (Brown et al. 2020, appendix C); normalization makes matches survive changed case,
-whitespace and punctuation. Items shorter than n words cannot be matched and are counted as `items_too_short`.
+whitespace and punctuation. Items shorter than 13 words are matched whole down to `min_item_words` (8, GPT-3's
+floor); shorter ones are counted as `items_too_short` (decontam_index.py).
 Scan (13-grams of GSM8K + MMLU + HumanEval, ~1.2M index entries): 28 MB/s on one core, 3.5x a per-document
 Python loop with a set (benchmarks/dedup.py).
 """
@@ -29,10 +30,11 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pydantic import Field
 
-from tokenmill.dedup import common
+from tokenmill.dedup import common, decontam_index
 from tokenmill.dedup.bench_items import BenchmarkSpec, benchmark_files, load_items
-from tokenmill.dedup.ngrams import doc_shingles, hash_words, ngram_hashes, normalize
-from tokenmill.io import atomic_path, atomic_write_json, read_json
+from tokenmill.dedup.decontam_index import NgramIndex
+from tokenmill.dedup.ngrams import hash_words, normalize, words
+from tokenmill.io import atomic_write_json, read_json
 from tokenmill.schema import ID, TEXT, URL, set_column, with_drop_reason
 from tokenmill.stage import GlobalStage, Phases, StageConfig, Task
 
@@ -50,54 +52,24 @@ class DecontamConfig(StageConfig):
     min_matches: int = Field(default=1, ge=1)  # n-grams a document must share with one item to be flagged
     mode: Literal["drop", "cut"] = "drop"
     min_chars_after_cut: int = Field(default=200, ge=0)  # shorter rests are mostly the item itself: drop them
+    min_item_words: int = Field(default=8, ge=1)  # shorter items are matched whole down to this; GPT-3's floor
+
+
+def index_path(workdir: str) -> str:
+    return os.path.join(workdir, "index.npz")
 
 
 def build_index(workdir: str, cfg: dict) -> dict:
-    """Phase 1: the sorted n-gram hashes of every benchmark item, with (benchmark, item) for each."""
+    """Phase 1: the sorted gram hashes of every benchmark item, with (benchmark, item) for each."""
     c = DecontamConfig(**cfg)
-    hashes, bench, item, info = [], [], [], {}
-    for b, spec in enumerate(c.benchmarks):
-        items = load_items(spec)
-        h, off = doc_shingles(pa.array(items, pa.large_string()), c.ngram, short_docs=False)
-        n_per_item = np.diff(off)
-        hashes.append(h)
-        bench.append(np.full(len(h), b, np.int16))
-        item.append(np.repeat(np.arange(len(items), dtype=np.int32), n_per_item))
-        info[spec.name] = {"items": len(items), "items_too_short": int((n_per_item == 0).sum())}
-    h, b, i = np.concatenate(hashes), np.concatenate(bench), np.concatenate(item)
-    order = np.argsort(h, kind="stable")
-    with atomic_path(os.path.join(workdir, "index.npz")) as tmp, open(tmp, "wb") as f:
-        np.savez(f, hashes=h[order], bench=b[order], item=i[order])
-    atomic_write_json(os.path.join(workdir, "benchmarks.json"), {"names": [s.name for s in c.benchmarks], **info})
-    return {"ngrams": len(h)}
-
-
-class NgramIndex:
-    """The benchmark n-gram hashes (sorted) with their (benchmark, item), and a 2**24-bit prefilter on the top
-    hash bits: most document n-grams are rejected by one gather instead of a binary search (15x faster)."""
-
-    PREFILTER_BITS = 24
-
-    def __init__(self, hashes: np.ndarray, bench: np.ndarray, item: np.ndarray) -> None:
-        self.hashes, self.bench, self.item = hashes, bench, item
-        self._shift = np.uint64(64 - self.PREFILTER_BITS)
-        self._mark = np.zeros(1 << self.PREFILTER_BITS, bool)
-        self._mark[hashes >> self._shift] = True
-
-    def find(self, hashes: np.ndarray) -> np.ndarray:
-        """Position in the index of each hash, or -1."""
-        out = np.full(len(hashes), -1, np.int64)
-        cand = np.flatnonzero(self._mark[hashes >> self._shift])
-        if len(cand):
-            pos = np.minimum(np.searchsorted(self.hashes, hashes[cand]), len(self.hashes) - 1)
-            hit = self.hashes[pos] == hashes[cand]
-            out[cand[hit]] = pos[hit]
-        return out
+    info = decontam_index.build([load_items(s) for s in c.benchmarks], c.ngram, c.min_item_words, index_path(workdir))
+    names = [s.name for s in c.benchmarks]
+    atomic_write_json(os.path.join(workdir, "benchmarks.json"), {"names": names, **dict(zip(names, info, strict=True))})
+    return {"grams": sum(i["grams"] for i in info)}
 
 
 def load_index(workdir: str) -> NgramIndex:
-    with np.load(os.path.join(workdir, "index.npz")) as z:
-        return NgramIndex(z["hashes"], z["bench"], z["item"])
+    return NgramIndex.load(index_path(workdir))
 
 
 def scan_shard(path: str, shard: int, workdir: str, cfg: dict) -> dict:
@@ -110,12 +82,10 @@ def scan_shard(path: str, shard: int, workdir: str, cfg: dict) -> dict:
         table = table.append_column(URL, pa.nulls(table.num_rows, pa.string()))
     docs, codes = [], []
     for lo in range(0, table.num_rows, SCAN_BATCH):
-        h, off = doc_shingles(table[TEXT].slice(lo, SCAN_BATCH), c.ngram, short_docs=False)
-        pos = index.find(h)
-        hit = np.flatnonzero(pos >= 0)
-        doc_S = np.searchsorted(off, hit, side="right") - 1
-        docs.append(doc_S + lo)
-        codes.append((index.bench[pos[hit]].astype(np.int64) << 32) | index.item[pos[hit]].astype(np.int64))
+        flat, off = words(table[TEXT].slice(lo, SCAN_BATCH))
+        doc, pos, _, _ = index.matches(hash_words(flat), off)
+        docs.append(doc + lo)
+        codes.append((index.bench[pos].astype(np.int64) << 32) | index.item[pos].astype(np.int64))
     doc, code = (np.concatenate(docs), np.concatenate(codes)) if docs else (np.zeros(0, np.int64),) * 2
     pairs, counts = np.unique(np.stack([doc, code], axis=1), axis=0, return_counts=True) if len(doc) else \
         (np.zeros((0, 2), np.int64), np.zeros(0, np.int64))
@@ -150,22 +120,18 @@ def write_report(workdir: str, scans: list[dict]) -> dict:
     return {"documents_flagged": report["documents_flagged"]}
 
 
-def contaminated_spans(text: str, index: NgramIndex, n: int) -> list[tuple[int, int]]:
-    """Character spans of `text` covered by n-grams found in the index (merged, sorted)."""
+def contaminated_spans(text: str, index: NgramIndex) -> list[tuple[int, int]]:
+    """Character spans of `text` covered by grams found in the index (merged, sorted)."""
     toks = [(m.start(), m.end()) for m in re.finditer(r"\S+", text)]
-    if len(toks) < n:
-        return []
     norm = normalize(pa.array([text[a:b] for a, b in toks], pa.large_string())).to_pylist()
     word_tok = [(k, w) for k, t in enumerate(norm) for w in t.split()]  # a token may lose all its characters
-    if len(word_tok) < n:
+    if not word_tok:
         return []
     tok_of_W = np.array([k for k, _ in word_tok])
-    h, _ = ngram_hashes(hash_words(pa.array([w for _, w in word_tok])), np.array([0, len(word_tok)]), n,
-                        short_docs=False)
-    starts = np.flatnonzero(index.find(h) >= 0)
+    _, _, start, length = index.matches(hash_words(pa.array([w for _, w in word_tok])), np.array([0, len(word_tok)]))
     spans: list[tuple[int, int]] = []
-    for i in starts:
-        a, b = toks[tok_of_W[i]][0], toks[tok_of_W[i + n - 1]][1]
+    for w, k in sorted(zip(start.tolist(), length.tolist(), strict=True)):
+        a, b = toks[tok_of_W[w]][0], toks[tok_of_W[w + k - 1]][1]
         if spans and a <= spans[-1][1]:
             spans[-1] = (spans[-1][0], max(spans[-1][1], b))
         else:
@@ -221,7 +187,7 @@ class Decontaminate(GlobalStage):
         cut = np.zeros(table.num_rows, np.int64)
         reasons: list[str | None] = [None] * table.num_rows
         for r in rows:
-            spans = contaminated_spans(texts[r], self._index, self.config.ngram)
+            spans = contaminated_spans(texts[r], self._index)
             new = cut_spans(texts[r], spans)
             cut[r] = len(texts[r]) - len(new)
             texts[r] = new
