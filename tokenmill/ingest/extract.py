@@ -47,7 +47,14 @@ def _python_codec(name: str | None) -> str | None:
 
 
 def decode_html(body: bytes, declared: str | None) -> str:
-    """Decode with the declared charset if valid, else the detected one; invalid bytes become U+FFFD."""
+    """UTF-8 if the bytes are valid UTF-8 (other encodings' non-ASCII text almost never is, while pages that
+    declare latin-1 but send UTF-8 are common); else the declared charset if Python knows it, else the detected
+    one. Invalid bytes become U+FFFD."""
+    try:
+        text = body.decode("utf-8")
+        return text[1:] if text.startswith("\ufeff") else text
+    except UnicodeDecodeError:
+        pass
     from resiliparse.parse.encoding import detect_encoding
 
     enc = _python_codec(declared) or _python_codec(detect_encoding(body)) or "utf-8"
