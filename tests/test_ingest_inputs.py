@@ -164,3 +164,25 @@ def test_a_reader_stopped_early_leaves_the_next_one_working(small_crawl):
     reader.close()  # a consumer that stops after one table, with the next batch in flight
     rows = [r for t in read_documents(spec, first, 30) for r in t.to_pylist()]
     assert len(rows) == 100 and sum(r["drop_reason"] is None for r in rows) >= 90
+
+
+@pytest.mark.parametrize("body,declared,expected", [
+    ("<p>Grüße aus München</p>".encode("cp1252"), None, "<p>Grüße aus München</p>"),  # detected
+    ("<p>Grüße aus München</p>".encode(), "iso-8859-1", "<p>Grüße aus München</p>"),  # valid UTF-8 wins
+    ("<p>日本語のテキストです。</p>".encode("shift_jis"), "shift_jis", "<p>日本語のテキストです。</p>"),
+    ("<p>日本語のテキストです。</p>".encode("euc-jp"), None, "<p>日本語のテキストです。</p>"),
+    ("\ufeff<p>bom</p>".encode(), None, "<p>bom</p>"),
+])
+def test_charset_decoding(body, declared, expected):
+    from tokenmill.ingest.extract import decode_html
+
+    assert decode_html(body, declared) == expected
+
+
+def test_binary_garbage_served_as_html_is_a_bad_charset():
+    import random
+
+    from tokenmill.ingest.extract import ExtractOptions, extract_one
+
+    garbage = random.Random(0).randbytes(5000)
+    assert extract_one(garbage, "utf-8", ExtractOptions()) == ("", "ingest.bad_charset")
