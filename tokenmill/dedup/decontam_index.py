@@ -23,50 +23,60 @@ PREFILTER_BITS = 24
 
 
 def item_grams(items: list[str], n: int, min_item_words: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
-    """(gram hashes, item of each gram, gram lengths used, items too short) for one benchmark's items."""
+    """(gram hashes, item of each gram, length of each gram, items too short) for one benchmark's items."""
     flat, off = words(pa.array(items, pa.large_string()))
     tok_T = hash_words(flat)
     lens_I = np.diff(off)
     h, off_n = ngram_hashes(tok_T, off, n, short_docs=False)
     hashes, item = [h], [np.repeat(np.arange(len(items), dtype=np.int32), np.diff(off_n))]
-    lengths = [n] if (lens_I >= n).any() else []
+    gram_len = [np.full(len(h), n, np.int64)]
     for k in np.unique(lens_I[(lens_I >= min_item_words) & (lens_I < n)]).tolist():
         sel = np.flatnonzero(lens_I == k)
         tok_k = tok_T[(off[sel][:, None] + np.arange(k)).ravel()]
         h_k, _ = ngram_hashes(tok_k, np.arange(len(sel) + 1) * k, k, short_docs=False)
         hashes.append(h_k)
         item.append(sel.astype(np.int32))
-        lengths.append(k)
+        gram_len.append(np.full(len(sel), k, np.int64))
     too_short = int((lens_I < min(min_item_words, n)).sum())
-    return np.concatenate(hashes), np.concatenate(item), np.array(sorted(lengths), np.int64), too_short
+    return np.concatenate(hashes), np.concatenate(item), np.concatenate(gram_len), too_short
 
 
 class NgramIndex:
-    """Sorted gram hashes with their (benchmark, item), the gram lengths to scan for, and the prefilter."""
+    """Gram hashes sorted by (gram length, hash) with their (benchmark, item); per length a slice and a prefilter
+    sized to it (the few short-item grams get a tiny one, so scanning for them costs little)."""
 
-    def __init__(self, hashes: np.ndarray, bench: np.ndarray, item: np.ndarray, lengths: np.ndarray) -> None:
-        self.hashes, self.bench, self.item, self.lengths = hashes, bench, item, lengths
-        self._shift = np.uint64(64 - PREFILTER_BITS)
-        self._mark = np.zeros(1 << PREFILTER_BITS, bool)
-        self._mark[hashes >> self._shift] = True
+    def __init__(self, hashes: np.ndarray, bench: np.ndarray, item: np.ndarray, gram_len: np.ndarray) -> None:
+        self.hashes, self.bench, self.item, self.gram_len = hashes, bench, item, gram_len
+        self.lengths = np.unique(gram_len)
+        self._slices: dict[int, tuple[int, int, np.uint64, np.ndarray]] = {}
+        for k in self.lengths.tolist():
+            lo, hi = np.searchsorted(gram_len, [k, k + 1])
+            bits = int(np.clip(np.ceil(np.log2(max(hi - lo, 1))) + 4, 8, PREFILTER_BITS))
+            shift = np.uint64(64 - bits)
+            mark = np.zeros(1 << bits, bool)
+            mark[hashes[lo:hi] >> shift] = True
+            self._slices[k] = (int(lo), int(hi), shift, mark)
 
     def save(self, path: str) -> None:
         with atomic_path(path) as tmp, open(tmp, "wb") as f:
-            np.savez(f, hashes=self.hashes, bench=self.bench, item=self.item, lengths=self.lengths)
+            np.savez(f, hashes=self.hashes, bench=self.bench, item=self.item, gram_len=self.gram_len)
 
     @classmethod
     def load(cls, path: str) -> NgramIndex:
         with np.load(path) as z:
-            return cls(z["hashes"], z["bench"], z["item"], z["lengths"])
+            return cls(z["hashes"], z["bench"], z["item"], z["gram_len"])
 
-    def find(self, hashes: np.ndarray) -> np.ndarray:
-        """Position in the index of each hash, or -1."""
+    def find(self, hashes: np.ndarray, k: int) -> np.ndarray:
+        """Position in the index of each k-gram hash, or -1."""
         out = np.full(len(hashes), -1, np.int64)
-        cand = np.flatnonzero(self._mark[hashes >> self._shift])
-        if len(cand) and len(self.hashes):
-            pos = np.minimum(np.searchsorted(self.hashes, hashes[cand]), len(self.hashes) - 1)
-            hit = self.hashes[pos] == hashes[cand]
-            out[cand[hit]] = pos[hit]
+        if k not in self._slices:
+            return out
+        lo, hi, shift, mark = self._slices[k]
+        cand = np.flatnonzero(mark[hashes >> shift])
+        if len(cand):
+            pos = np.minimum(np.searchsorted(self.hashes[lo:hi], hashes[cand]), hi - lo - 1)
+            hit = self.hashes[lo + pos] == hashes[cand]
+            out[cand[hit]] = lo + pos[hit]
         return out
 
     def matches(self, tok_T: np.ndarray, off: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -74,7 +84,7 @@ class NgramIndex:
         docs, pos, start, length = [], [], [], []
         for k in self.lengths.tolist():
             h, off_k = ngram_hashes(tok_T, off, k, short_docs=False)
-            p = self.find(h)
+            p = self.find(h, k)
             hit = np.flatnonzero(p >= 0)
             d = np.searchsorted(off_k, hit, side="right") - 1
             docs.append(d)
@@ -88,16 +98,16 @@ class NgramIndex:
 
 def build(benchmark_items: list[list[str]], n: int, min_item_words: int, path: str) -> list[dict]:
     """Index every benchmark's items into `path`; returns per benchmark {items, items_too_short, grams}."""
-    hashes, bench, item, lengths, info = [], [], [], set(), []
+    hashes, bench, item, gram_len, info = [], [], [], [], []
     for b, items in enumerate(benchmark_items):
-        h, i, ks, too_short = item_grams(items, n, min_item_words)
+        h, i, k_G, too_short = item_grams(items, n, min_item_words)
         hashes.append(h)
         bench.append(np.full(len(h), b, np.int16))
         item.append(i)
-        lengths |= set(ks.tolist())
+        gram_len.append(k_G)
         info.append({"items": len(items), "items_too_short": too_short, "grams": len(h)})
-    h, b, i = np.concatenate(hashes), np.concatenate(bench), np.concatenate(item)
-    order = np.argsort(h, kind="stable")
+    h, b, i, k = (np.concatenate(x) for x in (hashes, bench, item, gram_len))
+    order = np.lexsort((h, k))
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    NgramIndex(h[order], b[order], i[order], np.array(sorted(lengths), np.int64)).save(path)
+    NgramIndex(h[order], b[order], i[order], k[order]).save(path)
     return info
