@@ -4,7 +4,10 @@
                                batches) → 14 band hashes of 8 rows; (band, band hash, key) rows written into P
                                partition files by band hash; (key, id, rank) kept in `meta/`;
   buckets     (per partition)  every (band, hash) bucket with k > 1 documents gives k-1 star edges to its smallest
-                               key, written both ways into the first components step;
+                               key: the candidate pairs;
+  attach,     (per shard,      with `min_jaccard`: each candidate (u, v) gets u's signature in u's shard, then v's
+  verify       twice)          shard keeps it if the two signatures agree on >= min_jaccard of their hashes; kept
+                               edges go, both ways, into the first components step;
   components                   Large-Star/Small-Star rounds (components.py), each task one edge partition;
   members     (per shard)      the final labels of this shard's nodes joined with its meta, re-partitioned by root;
   choose      (per partition)  per cluster: survivor by the `keep` rule (common.py), size; decisions per shard.
@@ -26,7 +29,7 @@ import os
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from pydantic import Field, model_validator
+from pydantic import Field
 
 from tokenmill.dedup import common, components
 from tokenmill.dedup.ngrams import band_hashes, doc_shingles, minhash_params, minhash_signatures
@@ -42,7 +45,7 @@ SIGNATURE_BATCH = 4096  # documents hashed together: bounds the (S, K) temporari
 
 class MinHashDedupConfig(StageConfig):
     ngram: int = Field(default=5, ge=1)  # FineWeb: word 5-grams
-    bands: int = Field(default=14, ge=1)  # FineWeb: 14 buckets ...
+    bands: int = Field(default=14, ge=1, le=65535)  # FineWeb: 14 buckets ...
     rows: int = Field(default=8, ge=1)  # ... of 8 hashes each (112 hashes)
     seed: int = 1
     partitions: int | None = Field(default=None, ge=1)  # None: common.partition_count
@@ -52,12 +55,6 @@ class MinHashDedupConfig(StageConfig):
     # every LSH candidate, as FineWeb does). 0.7 lies between the 0.5 pairs we must not merge and the 0.8 pairs
     # we must; with 112 hashes the estimate's σ is ≤ 0.05, so both sides are ≥ 2σ away.
     min_jaccard: float | None = Field(default=0.7, ge=0.0, le=1.0)
-
-    @model_validator(mode="after")
-    def _bands_fit(self) -> MinHashDedupConfig:
-        if self.bands > 65535:
-            raise ValueError("bands must be < 65536")
-        return self
 
 
 def signature_shard(path: str, shard: int, workdir: str, cfg: dict, parts: int) -> dict:

@@ -65,15 +65,9 @@ def words(texts: pa.Array | pa.ChunkedArray) -> tuple[pa.Array, np.ndarray]:
 
 def normalized_text(texts: pa.Array | pa.ChunkedArray) -> list[str]:
     """The normalized text of each document: its words joined by one space (the exact-dedup key)."""
-    lists = pc.utf8_split_whitespace(normalize(texts))
-    flat = pc.list_flatten(lists)
-    keep = pc.greater(pc.utf8_length(flat), 0)
-    parent = pc.list_parent_indices(lists).filter(keep)
-    counts = np.bincount(parent.to_numpy(zero_copy_only=False), minlength=len(texts))
-    offsets = np.zeros(len(texts) + 1, np.int32)
-    np.cumsum(counts, out=offsets[1:])
-    rebuilt = pa.ListArray.from_arrays(pa.array(offsets), flat.filter(keep).cast(pa.string()))
-    return pc.binary_join(rebuilt, " ").to_pylist()
+    flat, offsets = words(texts)
+    rebuilt = pa.LargeListArray.from_arrays(pa.array(offsets), flat)
+    return pc.binary_join(rebuilt, pa.scalar(" ", pa.large_string())).to_pylist()
 
 
 def hash_words(flat_words: pa.Array) -> np.ndarray:
