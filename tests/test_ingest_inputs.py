@@ -186,3 +186,20 @@ def test_binary_garbage_served_as_html_is_a_bad_charset():
 
     garbage = random.Random(0).randbytes(5000)
     assert extract_one(garbage, "utf-8", ExtractOptions()) == ("", "ingest.bad_charset")
+
+
+def test_wat_response_metadata_is_accounted_not_kept(tmp_path):
+    """WAT holds no page text: each response's metadata record is one row dropped as ingest.wat_no_text."""
+    from tokenmill.ingest.warcwrite import gzip_member, warc_record
+
+    def meta(rtype: str, rid: str) -> bytes:
+        env = {"Envelope": {"WARC-Header-Metadata": {"WARC-Type": rtype, "WARC-Record-ID": rid,
+                                                     "WARC-Target-URI": "https://ex.test/", "WARC-Date": "2024"}}}
+        return gzip_member(warc_record([("WARC-Type", "metadata"), ("WARC-Record-ID", f"<urn:uuid:m-{rid}>"),
+                                        ("Content-Type", "application/json")], json.dumps(env).encode()))
+
+    path = tmp_path / "x.warc.wat.gz"
+    path.write_bytes(meta("request", "a") + meta("response", "b") + meta("metadata", "c") + b"{not a warc")
+    rows = read_all(InputSpec(paths=[str(path)]))
+    assert [(r["warc_record_id"], r["drop_reason"]) for r in rows] == [
+        ("b", "ingest.wat_no_text"), (None, "ingest.truncated_file")]  # the garbage after the last record
