@@ -11,6 +11,10 @@ Run as a module only (`python -m benchmarks.tokenize`): run as a script, this fi
 2. Reader, sequences/s, seq_len 2048, random order: tokenmill `PackedSequences` (concat) vs datatrove's
    `DatatroveFileDataset` on our datatrove export of the same tokens, each from local disk and over loopback HTTP
    (tokenmill: a fresh reader per run, so its block cache starts cold).
+3. Shard checks, MB/s: the lazy first-access check (xxh3 per 1 MiB block) vs the whole-file sha256.
+
+The tokenizer matters: tokenmill's encode uses tiktoken's BPE core when it reproduces HF's ids exactly
+(tokenmill/tokenize/fastbpe.py), which is where most of the tokenize speedup comes from.
 """
 
 from __future__ import annotations
@@ -120,6 +124,23 @@ def bench_reader(work: Path, dataset: Path, n_reads: int, repeats: int) -> dict:
     return {k: n_reads / v for k, v in best.items()}
 
 
+def bench_verify(work: Path, repeats: int) -> dict:
+    """MB/s of the lazy first-access check (xxh3 per 1 MiB block) and of the whole-file sha256, on a 128 MB shard."""
+    from tokenmill.tokenize.shards import TokenDataset, write_token_dataset
+
+    rng = np.random.default_rng(0)
+    docs = (({"id": f"v{i}", "url": None, "source": "v"}, rng.integers(0, 50_000, 1 << 20)) for i in range(64))
+    path = write_token_dataset(work / "verify", docs, vocab_size=50_001, eos_id=50_000, batch_docs=8)
+    mb = TokenDataset.open(path).shard_tokens.sum() * 2 / 1e6
+
+    def blocks() -> None:
+        TokenDataset.open(path).tokens(0)
+
+    best = alternate({"block_check": blocks, "sha256": lambda: TokenDataset.open(path).verify_sha256(0)},
+                     repeats=repeats)
+    return {f"{k}_mb_per_s": round(mb / v) for k, v in best.items()}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--scale", type=int, default=4000, help="documents to tokenize (~1k NeoX tokens each)")
@@ -135,8 +156,10 @@ def main() -> None:
         tok = tokenizer_path(work, docs)
         best, n_tokens = bench_tokenize(work, doc_file, tok, a.repeats)
         reads = bench_reader(work, work / "tm-0" / "cc_bench", a.reads, a.repeats)
+        verify = bench_verify(work, a.repeats)
     metrics = {f"{k}_tokens_per_s": round(n_tokens / v) for k, v in best.items()}
     metrics.update({f"{k}_sequences_per_s": round(v, 1) for k, v in reads.items()})
+    metrics.update(verify)
     metrics.update({"tokens": n_tokens, "documents": a.scale, "tokenizer": tok.name, "seq_len": SEQ_LEN})
     ratios = {"tokenize_pack_tokenmill_vs_datatrove": best["datatrove"] / best["tokenmill"],
               "read_local_tokenmill_vs_datatrove": reads["tokenmill_local"] / reads["datatrove_local"],

@@ -112,3 +112,10 @@ def test_pickled_sequences_reopen_the_plan_instead_of_copying_it(crawl_dataset):
     assert len(again) == len(ps) and isinstance(again.plan, np.memmap)
     for i in (0, len(ps) // 2, len(ps) - 1):
         assert np.array_equal(again[i], ps[i]) and again.docs(i) == ps.docs(i)
+
+
+def test_concat_rows_from_sizes_equal_the_stored_plan(crawl_dataset):
+    from tokenmill.tokenize.packing import concat_rows
+
+    ps = PackedSequences(crawl_dataset, SEQ_LEN, "concat")
+    assert np.array_equal(concat_rows(crawl_dataset.shard_tokens, SEQ_LEN), np.asarray(ps.plan))

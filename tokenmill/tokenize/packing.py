@@ -63,6 +63,18 @@ def _concat_shard(shard: int, n_tokens: int, doc_start: np.ndarray, doc_count: n
     return plan, int((~whole).sum()), n_tokens - used, n_seq * L
 
 
+def concat_rows(shard_tokens: np.ndarray, seq_len: int) -> np.ndarray:
+    """The concat plan of every shard at once, from the shard sizes alone (what _concat_shard writes)."""
+    L = seq_len + 1
+    n_seq = np.where(shard_tokens >= L, (shard_tokens - 1) // seq_len, 0)
+    plan = np.zeros(int(n_seq.sum()), PLAN_DTYPE)
+    plan["seq"] = np.arange(len(plan))
+    plan["shard"] = np.repeat(np.arange(len(shard_tokens)), n_seq)
+    plan["start"] = (plan["seq"] - np.repeat(np.cumsum(n_seq) - n_seq, n_seq)) * seq_len
+    plan["length"] = L
+    return plan
+
+
 def best_fit_decreasing(sizes: np.ndarray, capacity: int) -> np.ndarray:
     """Bin of each item (items taken largest first, each into the fullest bin it fits); bins numbered 0.."""
     order = np.argsort(-sizes, kind="stable")
@@ -179,6 +191,8 @@ class PackedSequences:
         stats = self.ds.meta.get("packing", {}).get(key)
         name = plan_name(self.mode, self.seq_len)
         if stats is not None:
+            if self.ds.is_remote and self.mode == "concat":  # the rows follow from the shard sizes: no download
+                return concat_rows(self.ds.shard_tokens, self.seq_len), stats
             try:
                 if self.ds.is_remote:
                     raw = self.ds.fs.cat_file(f"{self.ds.root}/{name}" if "http" in str(self.ds.fs.protocol)

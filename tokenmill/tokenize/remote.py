@@ -2,7 +2,8 @@
 cache, so training can stream shards from object storage.
 
 A read of tokens [a, b) fetches the BLOCK_BYTES-aligned blocks that cover it, consecutive missing blocks in one
-range request, checks each block's xxh3-64 against dataset.json, and keeps it in an LRU cache: in memory
+range request (no HEAD: a short answer means the file was cut short), checks each block's xxh3-64 against
+dataset.json, and keeps it in an LRU cache: in memory
 (`memory_bytes`) and, with a `cache_dir`, on disk (`disk_bytes`), keyed by the shard's sha256 so a cache is safe
 to share between datasets and runs. Measured on loopback HTTP: see benchmarks/tokenize.py (reader metrics).
 """
@@ -104,31 +105,17 @@ class RemoteShard:
         self.size = entry["num_tokens"] * itemsize
         self.sha256 = entry["sha256"]
         self.blocks = entry.get("block_xxh3", [])
-        self._checked_size = False
-
-    def _check_size(self) -> None:
-        if self._checked_size:
-            return
-        try:
-            actual = self.fs.size(self.path)
-        except FileNotFoundError:
-            raise ShardError(f"{self.url}: shard file missing") from None
-        if actual is not None and actual != self.size:
-            raise ShardError(f"{self.url}: shard is {actual} bytes, dataset.json says {self.size} (cut short "
-                             f"or replaced)")
-        self._checked_size = True
 
     def read_bytes(self, start: int, stop: int) -> memoryview:
         """Bytes [start, stop) of the shard (a view of the cached block when the range lies in one block)."""
         if start >= stop:
             return memoryview(b"")
-        if self.verify:
-            self._check_size()
         first, last = start // BLOCK_BYTES, (stop - 1) // BLOCK_BYTES
         blocks = self._blocks(first, last)
-        joined = memoryview(blocks[0] if len(blocks) == 1 else b"".join(blocks))
-        off = start - first * BLOCK_BYTES
-        return joined[off : off + stop - start]
+        off, end = start - first * BLOCK_BYTES, stop - last * BLOCK_BYTES
+        if len(blocks) == 1:
+            return memoryview(blocks[0])[off:end]
+        return memoryview(b"".join([blocks[0][off:], *blocks[1:-1], blocks[-1][:end]]))
 
     def _blocks(self, first: int, last: int) -> list[bytes]:
         got: dict[int, bytes] = {}
@@ -141,7 +128,12 @@ class RemoteShard:
                 got[b] = data
         for run in _runs(missing):  # consecutive missing blocks: one range request
             lo, hi = run[0] * BLOCK_BYTES, min(self.size, (run[-1] + 1) * BLOCK_BYTES)
-            data = self.fs.cat_file(self.path, start=lo, end=hi)
+            try:
+                data = self.fs.cat_file(self.path, start=lo, end=hi)
+            except FileNotFoundError:
+                raise ShardError(f"{self.url}: shard file missing") from None
+            except Exception as err:  # HTTP 416 and the like: the file is shorter than dataset.json says
+                raise ShardError(f"{self.url}: range {lo}-{hi} failed ({err}); cut short or replaced?") from None
             if len(data) != hi - lo:
                 raise ShardError(f"{self.url}: range {lo}-{hi} returned {len(data)} bytes (cut short?)")
             for b in run:
