@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from pathlib import Path
 
 import pytest
 from fastwarc.warc import ArchiveIterator
@@ -134,3 +135,26 @@ def test_broken_files_yield_good_records_and_counted_errors(shared_data, name, n
     if "ingest.truncated_file" in got:
         assert rows[-1]["drop_reason"] == "ingest.truncated_file"  # the break is the last thing in the file
     assert len({r["id"] for r in rows}) == len(rows)
+
+
+def test_uncompressed_files_read_like_their_gzip(shared_data, tmp_path):
+    import gzip
+
+    for name in ("commoncrawl/warc/resiliparse_warcfile_CC-MAIN-2020-34.warc.gz",
+                 "commoncrawl/wet/ccscalatools_CC-MAIN-2016-50/filter_test_1.wet.gz"):
+        plain = tmp_path / Path(name).name.removesuffix(".gz")
+        plain.write_bytes(gzip.decompress((shared_data / name).read_bytes()))
+        gz_rows, rows = read_all(shared_data / name), read_all(plain)
+        assert [(r["warc_record_id"], r["text"]) for r in rows] == [(r["warc_record_id"], r["text"]) for r in gz_rows]
+        with open(plain, "rb") as f:  # offsets are plain byte offsets now, even for the single-stream WET
+            for r in rows[::4]:
+                f.seek(r["warc_offset"])
+                assert f.read(6) == b"WARC/1"
+
+
+def test_trafilatura_extractor(shared_data):
+    path = shared_data / "commoncrawl/whirlwind_CC-MAIN-2024-22/whirlwind.warc.gz"
+    traf = read_all(path, extractor="trafilatura")[0]
+    res = read_all(path)[0]
+    assert traf["drop_reason"] is None and "Escopete" in traf["text"]
+    assert traf["text"] != res["text"] and token_f1(traf["text"], res["text"]) > 0.6

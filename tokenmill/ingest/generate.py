@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import multiprocessing as mp
 import os
+import shutil
 import threading
 from functools import lru_cache
 from pathlib import Path
@@ -147,19 +148,21 @@ class Crawl:
 
 
 def _write_file(out: Path, f: int, n_docs: int, n_files: int, seed: int, source: str,
-                benchmark_items: dict[str, list[str]]) -> bytes:
-    """Write crawl file `f`; return its ground-truth lines (pages are a pure function of seed and index)."""
+                benchmark_items: dict[str, list[str]]) -> Path:
+    """Write crawl file `f` and its ground-truth part; return the part's path (pages are a pure function of
+    seed and index, so files can be written in any order, by any process)."""
     crawl = Crawl(seed, n_docs, benchmark_items)
     name = f"crawl-{f:05d}.warc.gz"
-    lines = []
-    with atomic_path(out / name) as tmp, WarcFileWriter(tmp, seed, f, source, name) as w:
+    part = out / f".ground_truth.part-{f:05d}"
+    with atomic_path(out / name) as tmp, WarcFileWriter(tmp, seed, f, source, name) as w, \
+            open(part, "w", encoding="utf-8") as truth_f:
         for i in range(f * n_docs // n_files, (f + 1) * n_docs // n_files):
             page, truth = crawl.page(i)
             record_id, offset = w.write_page(i, page)
             line = {"url": truth.pop("url"), "warc_record_id": record_id, "warc_file": name,
                     "warc_offset": offset, **truth}
-            lines.append(json.dumps(line, ensure_ascii=False) + "\n")
-    return "".join(lines).encode()
+            truth_f.write(json.dumps(line, ensure_ascii=False) + "\n")
+    return part
 
 
 def generate_crawl(out_dir: str | Path, n_docs: int = 1000, n_files: int = 4, seed: int = 0,
@@ -168,7 +171,8 @@ def generate_crawl(out_dir: str | Path, n_docs: int = 1000, n_files: int = 4, se
     """Write the crawl and return the path of `out_dir/ground_truth.jsonl`. See the module docstring.
 
     Files are written by `workers` processes (default: one per CPU, up to one per file, for crawls of
-    PARALLEL_MIN_DOCS pages or more); the output is the same bytes whatever the number of workers."""
+    PARALLEL_MIN_DOCS pages or more); the output is the same bytes whatever the number of workers. Memory stays
+    bounded at any size: pages stream to their file, ground-truth lines to a per-file part, then concatenated."""
     if n_docs < 1 or n_files < 1:
         raise ValueError(f"generate_crawl: n_docs ({n_docs}) and n_files ({n_files}) must be >= 1")
     out = Path(out_dir)
@@ -182,18 +186,20 @@ def generate_crawl(out_dir: str | Path, n_docs: int = 1000, n_files: int = 4, se
     if workers is None:
         workers = min(n_files, os.cpu_count() or 1) if n_docs >= PARALLEL_MIN_DOCS else 1
     jobs = [(out, f, n_docs, n_files, seed, source, benchmark_items) for f in range(n_files)]
+    if workers <= 1:
+        parts = [_write_file(*job) for job in jobs]
+    else:
+        ctx = mp.get_context("fork" if threading.active_count() == 1 else "spawn")
+        with ctx.Pool(workers) as pool:
+            parts = pool.map(_write_file_job, jobs)
     truth_path = out / "ground_truth.jsonl"
-    with atomic_path(truth_path) as truth_tmp, open(truth_tmp, "wb") as truth_f:
-        if workers <= 1:
-            for job in jobs:
-                truth_f.write(_write_file(*job))
-        else:
-            ctx = mp.get_context("fork" if threading.active_count() == 1 else "spawn")
-            with ctx.Pool(workers) as pool:  # imap keeps file order: the truth file is in page order
-                for lines in pool.imap(_write_file_job, jobs):
-                    truth_f.write(lines)
+    with atomic_path(truth_path) as tmp, open(tmp, "wb") as truth_f:
+        for part in parts:  # file order is page order
+            with open(part, "rb") as src:
+                shutil.copyfileobj(src, truth_f)
+            part.unlink()
     return truth_path
 
 
-def _write_file_job(job: tuple) -> bytes:
+def _write_file_job(job: tuple) -> Path:
     return _write_file(*job)
