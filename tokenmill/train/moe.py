@@ -48,12 +48,13 @@ def grouped_mm(x_SK: torch.Tensor, w_EKM: torch.Tensor, offs_E: torch.Tensor) ->
 def _native_grouped_mm_ok(x_SK: torch.Tensor, w_EKM: torch.Tensor) -> bool:
     if not (hasattr(F, "grouped_mm") or hasattr(torch, "_grouped_mm")):
         return False
+    recent = tuple(int(v) for v in torch.__version__.split(".")[:2]) >= (2, 9)
     if x_SK.device.type == "cuda":
-        major, _ = torch.cuda.get_device_capability(x_SK.device)
-        # torch._grouped_mm kernels: sm90 (Hopper); torch >= 2.9 also sm80. bf16 only on CUDA.
-        return major >= 9 and w_EKM.dtype == torch.bfloat16 and x_SK.shape[-1] % 8 == 0 and w_EKM.shape[-1] % 8 == 0
-    # CPU kernel exists since torch 2.9 (any float dtype)
-    return x_SK.device.type == "cpu" and tuple(int(v) for v in torch.__version__.split(".")[:2]) >= (2, 9)
+        # CUDA kernels: bf16 only, 16-byte aligned rows; sm90 (Hopper), and sm80 too since torch 2.9
+        needed = (8, 0) if recent else (9, 0)
+        return (torch.cuda.get_device_capability(x_SK.device) >= needed and w_EKM.dtype == torch.bfloat16
+                and x_SK.shape[-1] % 8 == 0 and w_EKM.shape[-1] % 8 == 0)
+    return x_SK.device.type == "cpu" and recent  # CPU kernel (any float dtype) since torch 2.9
 
 
 def padded_grouped_mm(x_SK: torch.Tensor, w_EKM: torch.Tensor, offs_E: torch.Tensor) -> torch.Tensor:
@@ -80,7 +81,8 @@ class Gate(nn.Module):
     def forward(self, x_ND: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Returns gate weights_NK (normalized, scaled), expert ids_NK, and all affinities scores_NE (float32)."""
         a = self.args
-        scores_NE = F.linear(x_ND.float(), self.weight.float()).sigmoid()
+        with torch.autocast(x_ND.device.type, enabled=False):  # V3 §3.3.1: gating stays in full precision
+            scores_NE = F.linear(x_ND.float(), self.weight.float()).sigmoid()
         choice_NE = scores_NE.detach() + self.bias
         if a.n_expert_groups > 1:
             choice_NGE = choice_NE.view(-1, a.n_expert_groups, a.n_routed_experts // a.n_expert_groups)
@@ -110,8 +112,13 @@ class Experts(nn.Module):
         order_S = torch.argsort(ids_S, stable=True)
         offs_E = torch.cumsum(torch.bincount(ids_S, minlength=E), 0)
         x_SD = x_ND[order_S // K]
-        gate_SI, up_SI = grouped_mm(x_SD, self.w13.transpose(1, 2), offs_E).chunk(2, dim=-1)
-        y_SD = grouped_mm(F.silu(gate_SI) * up_SI, self.w2.transpose(1, 2), offs_E)
+        w13_EDI2, w2_EID = self.w13.transpose(1, 2), self.w2.transpose(1, 2)
+        if torch.is_autocast_enabled(x_ND.device.type):
+            # grouped_mm is not on autocast's op list: cast like autocast would cast a linear layer
+            dtype = torch.get_autocast_dtype(x_ND.device.type)
+            x_SD, w13_EDI2, w2_EID = x_SD.to(dtype), w13_EDI2.to(dtype), w2_EID.to(dtype)
+        gate_SI, up_SI = grouped_mm(x_SD, w13_EDI2, offs_E).chunk(2, dim=-1)
+        y_SD = grouped_mm(F.silu(gate_SI) * up_SI, w2_EID, offs_E)
         y_NKD = torch.empty_like(y_SD).index_copy_(0, order_S, y_SD).view(N, K, -1)
         return torch.einsum("nkd,nk->nd", y_NKD, weights_NK.to(y_NKD.dtype))
 

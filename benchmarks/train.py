@@ -1,0 +1,120 @@
+"""Training-step throughput on CPU: our DeepSeek-V3-style model vs transformers' DeepseekV3ForCausalLM.
+
+Both models get the same config, the same weights (ours mapped with `to_hf_state_dict`), the same batch and the
+same step: forward, next-token cross-entropy, backward, AdamW. Ours also does its real extra work (the sequence-wise
+balance loss and the router-bias update); MTP is off because HF has none. Steps alternate after a warm-up.
+
+Two precisions, each for both models: fp32, and bf16 autocast (`torch.autocast("cpu", torch.bfloat16)`, the
+mixed-precision recipe HF's Trainer uses on CPU). Ours keeps the router in fp32 and casts its grouped expert
+matmuls like autocast casts a linear layer; `grouped_mm` is not on autocast's op list, so HF's experts stay fp32.
+
+Default input: the `small` preset cut to 4 layers and an 8k vocabulary, batch 2 x 1024 tokens (its full context).
+`--scale N` multiplies the batch. Wall time on these shared 2-core machines is noisy, so the CPU time of the
+process (1 intra-op thread by default) is reported too.
+
+    python -m benchmarks.train [--scale 2] [--layers 8] [--seq 1024] [--threads 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+import torch.nn.functional as F
+
+from benchmarks.common import alternate, write_result
+from tokenmill.train.model import Transformer, model_args
+from tokenmill.train.model_hf import hf_config, to_hf_state_dict
+
+
+def build(layers: int, vocab: int, seq: int, seed: int = 0):
+    from transformers import DeepseekV3ForCausalLM
+
+    torch.manual_seed(seed)
+    args = model_args("small", n_layers=layers, vocab_size=vocab, max_seq_len=seq, n_mtp_layers=0)
+    ours = Transformer(args)
+    hf = DeepseekV3ForCausalLM(hf_config(args))
+    hf.load_state_dict(to_hf_state_dict(ours), strict=True)
+    return args, ours, hf
+
+
+def step_fns(ours, hf, tokens_BT: torch.Tensor):
+    inputs_BT, targets_BT = tokens_BT[:, :-1], tokens_BT[:, 1:]
+    opt_ours = torch.optim.AdamW(ours.parameters(), lr=1e-4)
+    opt_hf = torch.optim.AdamW(hf.parameters(), lr=1e-4)
+    losses = {}
+
+    def ours_step():
+        out = ours(inputs_BT)
+        loss, _ = ours.loss(out, targets_BT)
+        opt_ours.zero_grad(set_to_none=True)
+        loss.backward()
+        opt_ours.step()
+        ours.update_router_biases(out.expert_load_LE)
+        losses.setdefault("ours", float(loss.detach()))
+
+    def hf_step():
+        logits_BTV = hf(input_ids=inputs_BT).logits
+        loss = F.cross_entropy(logits_BTV.float().flatten(0, 1), targets_BT.flatten())
+        opt_hf.zero_grad(set_to_none=True)
+        loss.backward()
+        opt_hf.step()
+        losses.setdefault("hf", float(loss.detach()))
+
+    return {"tokenmill": ours_step, "transformers": hf_step}, losses
+
+
+def timed(fns: dict, cpu_best: dict, autocast_bf16: bool) -> dict:
+    """Each step under the precision recipe, recording its best process CPU time next to alternate's wall time."""
+    def wrap(name, fn):
+        def run():
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast_bf16):
+                t0 = time.process_time()
+                fn()
+                cpu_best[name] = min(cpu_best.get(name, float("inf")), time.process_time() - t0)
+        return run
+    return {name: wrap(name, fn) for name, fn in fns.items()}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--scale", type=int, default=1, help="batch multiplier (batch = 2 x scale)")
+    p.add_argument("--layers", type=int, default=4)
+    p.add_argument("--vocab", type=int, default=8192)
+    p.add_argument("--seq", type=int, default=1024)
+    p.add_argument("--threads", type=int, default=1, help="torch intra-op threads (1 keeps shared machines fair)")
+    p.add_argument("--repeats", type=int, default=2)
+    a = p.parse_args()
+    torch.set_num_threads(a.threads)
+    import transformers
+
+    batch = 2 * a.scale
+    tokens = batch * a.seq
+    metrics: dict = {"tokens_per_step": tokens, "threads": a.threads}
+    ratios = {}
+    for precision in ("fp32", "bf16_autocast"):
+        args, ours, hf = build(a.layers, a.vocab, a.seq)  # fresh weights and optimizers for each precision
+        tokens_BT = torch.randint(0, args.vocab_size, (batch, a.seq + 1), generator=torch.Generator().manual_seed(1))
+        fns, losses = step_fns(ours, hf, tokens_BT)
+        cpu: dict = {}
+        wall = alternate(timed(fns, cpu, precision != "fp32"), repeats=a.repeats, warmup=1)
+        for name in fns:
+            metrics[f"{precision}_{name}_tokens_per_s_wall"] = round(tokens / wall[name], 1)
+            metrics[f"{precision}_{name}_tokens_per_s_cpu"] = round(tokens / cpu[name], 1)
+        metrics[f"{precision}_first_step_loss"] = {k: round(v, 5) for k, v in losses.items()}
+        ratios[f"tokenmill_vs_transformers_{precision}_wall"] = wall["transformers"] / wall["tokenmill"]
+        ratios[f"tokenmill_vs_transformers_{precision}_cpu"] = cpu["transformers"] / cpu["tokenmill"]
+    counts = ours.num_params()
+    metrics.update({"params_total": counts["total"], "params_activated": counts["activated"],
+                    "transformers_version": transformers.__version__, "torch_version": torch.__version__})
+    desc = (f"preset small with {a.layers} layers, vocab {a.vocab}, batch {batch} x {a.seq} tokens, "
+            f"{counts['total'] / 1e6:.1f}M params ({counts['activated'] / 1e6:.1f}M activated), fp32 and bf16 autocast, "
+            f"{a.threads} thread(s)")
+    path = write_result("train", input=desc, metrics=metrics, ratios=ratios,
+                        goal={"tokenmill_vs_transformers": ">= 1.5"})
+    print(metrics, {k: round(v, 3) for k, v in ratios.items()}, "->", path)
+
+
+if __name__ == "__main__":
+    main()
