@@ -15,6 +15,7 @@ Tokens become integer ids with per-token properties (length, has a non-punctuati
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 import pyarrow as pa
@@ -30,6 +31,14 @@ def datatrove_punctuation() -> frozenset[str]:
     from tokenmill.filters._punct import PUNCTUATION_SET
 
     return PUNCTUATION_SET
+
+
+@lru_cache(maxsize=8)
+def blank_pipeline(language: str):
+    """`spacy.blank(language)`, loaded once per process (~1 s); only its stateless tokenizer is used."""
+    import spacy
+
+    return spacy.blank(language)
 
 
 @dataclass
@@ -56,10 +65,8 @@ class WordSplitter:
     """spaCy-exact word splitting with a chunk cache. Build one per worker (in `setup()`); not thread-safe."""
 
     def __init__(self, language: str = "en") -> None:
-        import spacy
-
         self.language = language
-        self._nlp = spacy.blank(language)
+        self._nlp = blank_pipeline(language)
         self._punct = datatrove_punctuation()
         from spacy.pipeline.sentencizer import Sentencizer
 
