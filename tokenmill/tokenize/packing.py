@@ -14,8 +14,9 @@ Two plans, both built per shard from the index alone (no token is read), vectori
 The plan is stored beside the shards as `packing-{mode}-{seq_len}.npy`, one row per (sequence, contiguous token
 range of one shard), sorted by sequence, loaded by memory map; rates go into dataset.json "packing". On 600
 generated documents (590k GPT-NeoX tokens) at seq_len 2048: concat truncates 42.7% of documents (1.1% of tokens in
-no sequence), best-fit 14.3% (exactly those longer than a sequence) with 1.4% padding
-(tests/test_tokenize_packing.py prints these).
+no sequence), best-fit 14.3% (exactly those longer than a sequence) with 1.4% padding. On the generated crawl
+through the real ingest (291 pages, 142k tokens) at seq_len 512: concat 80.8%, best-fit 38.1% with 6.3% padding
+(tests/test_tokenize_packing.py prints both).
 """
 
 from __future__ import annotations
