@@ -10,8 +10,10 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -51,7 +53,9 @@ class LoopbackCluster:
     """A head node (and optional workers) started as separate processes; use as a context manager."""
 
     def __init__(self, tmp: Path, head_cpus: int = 1) -> None:
-        self.tmp = tmp
+        self.tmp = tmp  # logs
+        tmp.mkdir(parents=True, exist_ok=True)
+        self.session_root = Path(tempfile.mkdtemp(prefix="tmray-", dir="/tmp"))  # AF_UNIX paths: ≤ 107 bytes
         self.gcs_port = free_port()
         self.dashboard_port = free_port()
         self.nodes: list[Node] = []
@@ -67,7 +71,7 @@ class LoopbackCluster:
 
     def _common(self, ip: str, name: str) -> list[str]:
         lo = free_port()
-        return ["--node-ip-address", ip, "--temp-dir", str(self.tmp / name),
+        return ["--node-ip-address", ip, "--temp-dir", str(self.session_root / name),
                 "--dashboard-agent-listen-port", str(free_port()), "--dashboard-agent-grpc-port", str(free_port()),
                 "--runtime-env-agent-port", str(free_port()), "--metrics-export-port", str(free_port()),
                 "--min-worker-port", str(lo), "--max-worker-port", str(lo + 60)]
@@ -112,3 +116,4 @@ class LoopbackCluster:
     def __exit__(self, *exc) -> None:
         for node in reversed(self.nodes):
             node.kill(signal.SIGTERM)
+        shutil.rmtree(self.session_root, ignore_errors=True)
