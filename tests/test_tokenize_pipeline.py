@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from test_tokenize_shards import varied_docs
+from test_tokenize_shards import NEOX, varied_docs
 
 from tokenmill.cli import main
 from tokenmill.config import ConfigError, validate
@@ -100,3 +100,22 @@ def test_tokenizer_train_cli_is_deterministic(doc_files, tmp_path):
     text = pq.read_table(doc_files[0]).column("text")[3].as_py()
     assert tok.decode(tok.encode(text).ids) == text
     assert main(["tokenizer", "train", str(tmp_path / "missing"), "--out", str(tmp_path / "c.json")]) == 2
+
+
+def test_encode_file_counts_null_text_and_names_bad_files(shared_data, tmp_path):
+    import pyarrow as pa
+
+    from tokenmill.tokenize.pipeline import encode_file
+
+    path = tmp_path / "bare.parquet"  # no id/url/source columns; one null text
+    pq.write_table(pa.table({"text": ["hello world", None, "second doc"]}), path)
+    cfg = TokenizeConfig(tokenizer=str(shared_data / NEOX))
+    res = encode_file(str(path), 0, str(tmp_path / "out"), cfg.tokenizer, cfg)
+    assert res["documents"] == 2 and res["skipped_null_or_dropped"] == 1 and res["sources"] == {"unknown": "unknown"}
+    bad = tmp_path / "bad.parquet"
+    bad.write_bytes(b"not parquet at all")
+    with pytest.raises(ConfigError, match="bad.parquet: not a readable Parquet"):
+        encode_file(str(bad), 1, str(tmp_path / "out"), cfg.tokenizer, cfg)
+    pq.write_table(pa.table({"body": ["x"]}), notext := tmp_path / "notext.parquet")
+    with pytest.raises(ConfigError, match="notext.parquet: no `text` column"):
+        encode_file(str(notext), 2, str(tmp_path / "out"), cfg.tokenizer, cfg)

@@ -12,6 +12,7 @@ see benchmarks/results/tokenize.json (tokenize + pack vs datatrove's DocumentTok
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
 
@@ -113,48 +114,72 @@ def encode_file(doc_file: str, index: int, out_dir: str, tok_path: str, config: 
     facts = {"eos_id": eos, "pad_id": pad, "vocab_size": vocab, "dtype": dtype.name, "path": tok_path,
              "sha256": tokenizer_sha256(tok_path)}
     encode = Encoder(tok, tok_path, config.encoder)
-    writers: dict[str, ShardWriter] = {}
-    sources: dict[str, str] = {}
+    shards = SourceShards(Path(out_dir), index, dtype, eos, vocab)
     skipped = docs = 0
+    try:
+        for batch, n_skipped in kept_batches(doc_file, config.batch_docs):
+            skipped += n_skipped
+            if len(batch):
+                ids = encode(batch.column("text").to_pylist(), batch.column("id").to_pylist())
+                shards.add(batch, ids)
+                docs += len(batch)
+        tokens = shards.close()
+    except BaseException:
+        shards.abort()
+        raise
+    return {"file": doc_file, "documents": docs, "skipped_null_or_dropped": skipped, "sources": shards.sources,
+            "tokens": tokens, "encoder": encode.report(), "tokenizer": facts}
+
+
+def kept_batches(doc_file: str, batch_docs: int) -> Iterator[tuple[pa.RecordBatch, int]]:
+    """(batch of kept documents with id/url/source/text, rows skipped: null text or a drop_reason)."""
     try:
         pf = pq.ParquetFile(doc_file)
     except Exception as err:
         raise ConfigError(f"{doc_file}: not a readable Parquet document file: {err}") from None
-    cols = [c for c in ("id", "url", "source", "text", "drop_reason") if c in pf.schema_arrow.names]
-    if "text" not in cols:
+    names = pf.schema_arrow.names
+    if "text" not in names:
         raise ConfigError(f"{doc_file}: no `text` column to tokenize")
-    try:
-        for batch in pf.iter_batches(batch_size=config.batch_docs, columns=cols):
-            keep = pc.is_valid(batch.column("text"))
-            if "drop_reason" in cols:
-                keep = pc.and_(keep, pc.is_null(batch.column("drop_reason")))
-            skipped += len(batch) - pc.sum(keep).as_py() if len(batch) else 0
-            batch = batch.filter(keep)
-            if not len(batch):
-                continue
-            ids = encode(batch.column("text").to_pylist(), batch.column("id").to_pylist() if "id" in cols else None)
-            src_col = batch.column("source") if "source" in cols else pa.nulls(len(batch), pa.string())
-            groups = pc.dictionary_encode(pc.fill_null(src_col, "unknown"))  # one shard per source
-            group_of_row = groups.indices.to_numpy()
-            for k, src in enumerate(groups.dictionary.to_pylist()):
-                rows = np.flatnonzero(group_of_row == k)
-                slug = source_slug(src)
-                sources[slug] = src
-                if slug not in writers:
-                    writers[slug] = ShardWriter(Path(out_dir) / slug, index, dtype, eos, vocab)
-                meta = batch.take(rows)
-                writers[slug].add_batch([ids[r] for r in rows], {
-                    "id": meta.column("id").to_pylist() if "id" in cols else [None] * len(rows),
-                    "url": meta.column("url").to_pylist() if "url" in cols else [None] * len(rows),
-                    "source": [src] * len(rows)})
-            docs += len(batch)
-        entries = {slug: w.close() for slug, w in writers.items()}
-    except BaseException:
-        for w in writers.values():
+    cols = [c for c in ("id", "url", "source", "text", "drop_reason") if c in names]
+    for batch in pf.iter_batches(batch_size=batch_docs, columns=cols):
+        keep = pc.is_valid(batch.column("text"))
+        if "drop_reason" in cols:
+            keep = pc.and_(keep, pc.is_null(batch.column("drop_reason")))
+        kept = batch.filter(keep)
+        for name in ("id", "url", "source"):
+            if name not in cols:
+                kept = kept.append_column(name, pa.nulls(len(kept), pa.string()))
+        yield kept, len(batch) - len(kept)
+
+
+class SourceShards:
+    """This file's shard of every source it holds: OUT/<source slug>/shard-<file index>.bin."""
+
+    def __init__(self, out: Path, index: int, dtype: np.dtype, eos: int, vocab: int) -> None:
+        self.out, self.index, self.dtype, self.eos, self.vocab = out, index, dtype, eos, vocab
+        self.writers: dict[str, ShardWriter] = {}
+        self.sources: dict[str, str] = {}  # slug -> source
+
+    def add(self, batch: pa.RecordBatch, ids: list[list[int]]) -> None:
+        groups = pc.dictionary_encode(pc.fill_null(batch.column("source"), "unknown"))
+        group_of_row = groups.indices.to_numpy()
+        for k, src in enumerate(groups.dictionary.to_pylist()):
+            rows = np.flatnonzero(group_of_row == k)
+            slug = source_slug(src)
+            self.sources[slug] = src
+            if slug not in self.writers:
+                self.writers[slug] = ShardWriter(self.out / slug, self.index, self.dtype, self.eos, self.vocab)
+            meta = batch.take(rows)
+            self.writers[slug].add_batch([ids[r] for r in rows], {
+                "id": meta.column("id").to_pylist(), "url": meta.column("url").to_pylist(),
+                "source": [src] * len(rows)})
+
+    def close(self) -> dict[str, int]:
+        return {slug: w.close()["num_tokens"] for slug, w in self.writers.items()}
+
+    def abort(self) -> None:
+        for w in self.writers.values():
             w.abort()
-        raise
-    return {"file": doc_file, "documents": docs, "skipped_null_or_dropped": skipped, "sources": sources,
-            "tokens": {slug: e["num_tokens"] for slug, e in entries.items()}, "encoder": encode.report(), "tokenizer": facts}
 
 
 class Encoder:
@@ -166,7 +191,7 @@ class Encoder:
             self.fast, self.why = FastBPE.from_file(tok_path)
         self._to_check = GUARD_DOCS if self.fast is not None else 0
 
-    def __call__(self, texts: list[str], doc_ids: list | None) -> list[list[int]]:
+    def __call__(self, texts: list[str], doc_ids: list) -> list[list[int]]:
         if self.fast is None:
             return [e.ids for e in self.tok.encode_batch(texts, add_special_tokens=False)]
         ids = self.fast.encode_batch(texts)
@@ -176,7 +201,7 @@ class Encoder:
             self._to_check -= n
             bad = next((k for k in range(n) if ref[k] != ids[k]), None)
             if bad is not None:  # never seen; the reference decides, for the whole file
-                self.fast, self.why = None, f"fast path differs from HF on document {doc_ids[bad] if doc_ids else bad}"
+                self.fast, self.why = None, f"fast path differs from HF on document {doc_ids[bad]}"
                 return [e.ids for e in self.tok.encode_batch(texts, add_special_tokens=False)]
         return ids
 
