@@ -5,8 +5,8 @@
      FineWeb defaults) vs datasketch MinHash(scheme="affine64") fed the same normalized 5-grams. Alternating runs.
   2. Clustering: the whole MinHashDedup stage (all phases, then the per-shard pass) on generated documents with
      10% planted near-duplicates, 10k and 100k docs (1M with --scale 1m); every task runs in its own forked
-     process, and we report the peak RSS of the largest task: it should stay flat as the corpus grows, because
-     shards have a fixed size and the partition count grows with the corpus.
+     process, and we report the peak RSS of the largest task (and per phase): it should stay flat as the corpus
+     grows, because shards have a fixed size and the default partition count is one per shard.
   3. Decontamination scan MB/s (13-grams against GSM8K+MMLU+HumanEval) vs a per-document Python set lookup.
 
     python -m benchmarks.dedup [--sig-docs 1000] [--scale small|100k|1m]   (small = 10k docs, ~1.5 min)
@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import multiprocessing as mp
 import os
+import re
 import resource
 import sys
 import tempfile
@@ -45,7 +46,6 @@ from tokenmill.schema import documents_from_pylist
 from tokenmill.stage import GlobalStage, ShardInfo
 
 SHARD_DOCS = 5_000  # documents per input shard in the clustering runs (fixed: memory per task must not grow)
-DOCS_PER_PARTITION = 12_500  # partitions grow with the corpus
 PUNCT = regex.compile(PUNCTUATION_RE)
 SHARED = Path(os.environ.get("TOKENMILL_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 
@@ -110,12 +110,13 @@ def _run_task(fn, args):
     return result, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # MiB
 
 
-def run_isolated(stage: GlobalStage, inputs: list[str], workdir: str, procs: int = 2) -> tuple[float, float, float]:
+def run_isolated(stage: GlobalStage, inputs: list[str], workdir: str, procs: int = 2) -> tuple[float, dict, float]:
     """All phases and the per-shard pass, each task in a fresh process forked from a clean server.
-    Returns (seconds, max task peak RSS MiB, peak RSS MiB of a task that does nothing)."""
+    Returns (seconds, {phase: max task peak RSS MiB}, peak RSS MiB of a task that does nothing)."""
     ctx = mp.get_context("forkserver")  # a small clean parent: a task's peak RSS is its own, not the bench's
     ctx.set_forkserver_preload(["benchmarks.dedup"])
-    peak, t0 = 0.0, time.perf_counter()
+    peak: dict[str, float] = {}
+    t0 = time.perf_counter()
     with ctx.Pool(procs, maxtasksperchild=1) as pool:
         phases, results = stage.prepare(inputs, workdir), None
         while True:
@@ -125,9 +126,10 @@ def run_isolated(stage: GlobalStage, inputs: list[str], workdir: str, procs: int
                 break
             out = pool.starmap(_run_task, [(t.fn, t.args) for t in tasks])
             results = [r for r, _ in out]
-            peak = max([peak] + [m for _, m in out])
+            kind = re.sub(r"(-\d+)+$", "", tasks[0].key)
+            peak[kind] = max([peak.get(kind, 0.0)] + [m for _, m in out])
         out = pool.starmap(_run_task, [(_shard_pass, (stage.config, workdir, i, p)) for i, p in enumerate(inputs)])
-        peak = max([peak] + [m for _, m in out])
+        peak["shard-pass"] = max(m for _, m in out)
         baseline = pool.apply(_run_task, (_noop, ()))[1]
     return time.perf_counter() - t0, peak, baseline
 
@@ -161,11 +163,13 @@ def bench_clustering(n: int) -> dict:
         ctx = mp.get_context("fork")
         with ctx.Pool(1) as pool:  # the corpus is built in a child: the parent stays small for the forks
             inputs = pool.apply(_write_corpus, (n, tmp))
-        stage = MinHashDedup(partitions=max(4, n // DOCS_PER_PARTITION))
+        stage = MinHashDedup()  # default partitions: one per shard
         seconds, peak, baseline = run_isolated(stage, inputs, os.path.join(tmp, "work"))
         s = stage.summary(os.path.join(tmp, "work"))
     return {f"cluster_{n}_seconds": round(seconds, 2), f"cluster_{n}_docs_per_s": round(n / seconds, 1),
-            f"cluster_{n}_peak_task_rss_mib": round(peak, 1), f"cluster_{n}_idle_task_rss_mib": round(baseline, 1),
+            f"cluster_{n}_peak_task_rss_mib": round(max(peak.values()), 1),
+            f"cluster_{n}_peak_rss_by_phase_mib": {k: round(v, 1) for k, v in peak.items()},
+            f"cluster_{n}_idle_task_rss_mib": round(baseline, 1),
             f"cluster_{n}_removed": s["documents_removed"], f"cluster_{n}_planted": n // 10}
 
 

@@ -16,8 +16,8 @@ Hashing, per batch:
      broadcast over the shingles (S, K), then `np.minimum.reduceat` over the document offsets -> (D, K).
 
 Measured (benchmarks/dedup.py, 2 shared cores, 300-word documents): normalize → shingle → 112 signatures → band
-hashes at ~5,200 docs/s on one core, 26x datatrove's MinhashDedupSignature (~200 docs/s) and 4.5x datasketch
-(affine64, ~1,150 docs/s, fed words we had already normalized). The (K, S) layout of the MinHash step matters:
+hashes at 5,000-7,500 docs/s on one core, 26-32x datatrove's MinhashDedupSignature (~200 docs/s) and 4.5-5x
+datasketch (affine64, ~1,150-1,500 docs/s, fed words we had already normalized). The (K, S) layout of the MinHash step matters:
 `minimum.reduceat` along contiguous rows is 4-5x faster than along columns.
 
 Legend: D = documents in the batch, T = tokens (words), S = shingles (n-grams), K = hash functions.
