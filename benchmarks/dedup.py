@@ -45,6 +45,7 @@ from tokenmill.dedup.ngrams import (
 from tokenmill.schema import documents_from_pylist
 from tokenmill.stage import GlobalStage, ShardInfo
 
+SIZES = {"small": [10_000], "100k": [10_000, 100_000], "1m": [10_000, 100_000, 1_000_000]}
 SHARD_DOCS = 5_000  # documents per input shard in the clustering runs (fixed: memory per task must not grow)
 PUNCT = regex.compile(PUNCTUATION_RE)
 SHARED = Path(os.environ.get("TOKENMILL_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
@@ -207,7 +208,7 @@ def main(argv: list[str] | None = None) -> None:
     a = ap.parse_args(argv)
     metrics = bench_signatures(a.sig_docs)
     print(metrics, file=sys.stderr)
-    for n in {"small": [10_000], "100k": [10_000, 100_000], "1m": [10_000, 100_000, 1_000_000]}[a.scale]:
+    for n in SIZES[a.scale]:
         metrics |= bench_clustering(n)
         print(metrics, file=sys.stderr)
     if SHARED.is_dir():
@@ -223,7 +224,7 @@ def main(argv: list[str] | None = None) -> None:
         ratios["peak_task_rss_100k_vs_10k"] = (metrics["cluster_100000_peak_task_rss_mib"]
                                                / metrics["cluster_10000_peak_task_rss_mib"])
     path = write_result("dedup", input=f"{a.sig_docs} generated 300-word docs (signatures); 10% near-dup corpora "
-                        f"of {a.scale} docs in {SHARD_DOCS}-doc shards (clustering); {a.decontam_docs} docs (decontam)",
+                        f"of {SIZES[a.scale]} docs in {SHARD_DOCS}-doc shards (clustering); {a.decontam_docs} docs (decontam)",
                         metrics=metrics, ratios=ratios,
                         goal={"signatures_vs_datatrove": ">= 10", "peak_task_rss_100k_vs_10k": "~1 (flat)"})
     print(path)
