@@ -102,6 +102,7 @@ def test_summary_counts_match_rows(planted, deduped, tmp_path):
     dropped = sum(t.num_rows - t["drop_reason"].null_count for t in out)
     assert s["documents_removed"] == dropped > 0
     assert sum(s["cluster_size_histogram"].values()) == s["clusters"]
+    assert s["components_rounds"] >= 2  # at least one round that changes nothing
     # the same documents in 2 shards / 3 partitions as in 3 shards / 4 partitions: the same kept set
     kept = {r["id"] for t in out for r in t.to_pylist() if r["drop_reason"] is None}
     assert kept == {i for i, r in deduped.items() if r["drop_reason"] is None}

@@ -11,8 +11,9 @@ for its partition from every previous task and writing its output pairs partitio
       m(u) = min(N(u));     emit {v, m(u)} for every v in N(u) ∪ {u}, v ≠ m(u)
 
 Both keep each component connected and only ever move edges towards smaller labels; the fixed point is a star per
-component centred on its smallest key. The paper proves O(log² n) rounds; on dedup graphs (clusters of tens to
-thousands of near-duplicates, chains included) it converges in 3-6 rounds. Convergence: each Large-Star task
+component centred on its smallest key. The paper proves O(log² n) rounds. Measured: 3 Large-Star rounds (the
+last one only confirms) on the 10k and 100k benchmark corpora, 7 on the test's random graph with a 400-node chain
+(`summary()["components_rounds"]` reports it per run). Convergence: each Large-Star task
 returns a fingerprint of its (deduplicated) input edges (count and sum of fmix64(edge)); when a round's edge set
 equals the previous round's, nothing can change any more. That Large-Star's labels, (u, min(u, Γ(u))) written by
 the shard of u, are then every node's component root (its smallest key). Peak memory of a task: the edges of one

@@ -215,6 +215,7 @@ class MinHashDedup(GlobalStage):
         step = None
         if sum(r["edges"] for r in results):
             step = yield from components.connected_components(workdir, parts)
+            atomic_write_json(os.path.join(workdir, "components.json"), {"large_star_rounds": step // 2 + 1})
         yield [Task(f"members-{i:05d}", members_shard, (i, workdir, step, parts)) for i in range(n)]
         yield [Task(f"choose-{p:04d}", choose_partition, (p, n, workdir)) for p in range(parts)]
 
@@ -237,7 +238,7 @@ class MinHashDedup(GlobalStage):
 
     def summary(self, workdir: str) -> dict:
         stats = [read_json(p) for p in common.shard_files(os.path.join(workdir, "stats", "part-*.json"))]
-        verify = os.path.join(workdir, "verify.json")
+        verify, cc = os.path.join(workdir, "verify.json"), os.path.join(workdir, "components.json")
         width = max((len(s["size_hist_log2"]) for s in stats), default=0)
         hist = np.zeros(width, np.int64)
         for s in stats:
@@ -247,4 +248,5 @@ class MinHashDedup(GlobalStage):
                 "clustered_documents": sum(s["clustered_docs"] for s in stats),
                 "largest_cluster": max((s["largest_cluster"] for s in stats), default=0),
                 "candidate_pairs_rejected": read_json(verify)["rejected"] if os.path.exists(verify) else 0,
+                "components_rounds": read_json(cc)["large_star_rounds"] if os.path.exists(cc) else 0,
                 "cluster_size_histogram": {f"{2**i}-{2**(i + 1) - 1}": int(c) for i, c in enumerate(hist) if c}}
