@@ -107,17 +107,27 @@ def longest_char_run(cps: np.ndarray, doc: np.ndarray, n: int) -> np.ndarray:
 
 
 def longest_periodic(seq: np.ndarray, doc: np.ndarray, n: int, periods, skip_ws: bool) -> np.ndarray:
-    """(D,) longest stretch (in elements) whose element i equals element i+p, for any p in `periods`."""
+    """(D,) longest stretch (in elements) whose element i equals element i+p, for any p in `periods`.
+
+    `skip_ws`: stretches of whitespace only (blank lines, indentation) do not count.
+    """
     best = np.zeros(n, np.int64)
-    not_ws = ~np.isin(seq, _WS) if skip_ws else None
+    non_ws = np.concatenate([[0], np.cumsum(~np.isin(seq, _WS))]) if skip_ws else None
     for p in periods:
         if len(seq) <= p:
             break
-        same = _same_as(seq, doc, p)
-        if skip_ws:  # a stretch of blank lines or indentation is not spam
-            same &= not_ws[:-p]
-        best = np.maximum(best, _longest_true_run(same, doc[:-p], n, plus=p))
+        starts, ends = _true_runs(_same_as(seq, doc, p))
+        if skip_ws:
+            keep = non_ws[ends + p] - non_ws[starts] > 0
+            starts, ends = starts[keep], ends[keep]
+        np.maximum.at(best, doc[starts], ends - starts + p)
     return best
+
+
+def _true_runs(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Start and end (exclusive) of every run of True."""
+    edges = np.diff(np.concatenate([[0], mask.astype(np.int8), [0]]))
+    return np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
 
 
 def _same_as(seq: np.ndarray, doc: np.ndarray, p: int) -> np.ndarray:
@@ -128,10 +138,7 @@ def _same_as(seq: np.ndarray, doc: np.ndarray, p: int) -> np.ndarray:
 def _longest_true_run(mask: np.ndarray, doc: np.ndarray, n: int, plus: int) -> np.ndarray:
     """(D,) per document: length of the longest run of True in `mask`, plus `plus` (0 without any True)."""
     out = np.zeros(n, np.int64)
-    if not mask.any():
-        return out
-    edges = np.diff(np.concatenate([[0], mask.astype(np.int8), [0]]))
-    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    starts, ends = _true_runs(mask)
     np.maximum.at(out, doc[starts], ends - starts + plus)
     return out
 
