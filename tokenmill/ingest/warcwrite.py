@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import uuid
 import zlib
 
 import xxhash
@@ -21,8 +20,10 @@ USER_AGENT = "tokenmill-crawlgen/1.0 (synthetic; +https://github.com/tokenmill)"
 
 
 def record_uuid(*parts: object) -> str:
-    digest = xxhash.xxh3_128_digest("\x00".join(map(str, parts)).encode())
-    return f"<urn:uuid:{uuid.UUID(bytes=digest, version=4)}>"
+    """A version-4-shaped UUID from the hash of `parts` (formatted by hand: uuid.UUID costs 3 µs)."""
+    h = xxhash.xxh3_128_hexdigest("\x00".join(map(str, parts)).encode())
+    variant = "89ab"[int(h[16], 16) & 3]
+    return f"<urn:uuid:{h[:8]}-{h[8:12]}-4{h[13:16]}-{variant}{h[17:20]}-{h[20:32]}>"
 
 
 def _sha1(data: bytes) -> str:
