@@ -1,5 +1,5 @@
-"""Distributed: 2 CPU processes under torchrun (gloo, DDP) match one process at the same global batch — same
-samples per step, same losses within float-summation tolerance, same final weights."""
+"""Distributed: 2 CPU processes under torchrun (gloo; DDP, and FSDP2 with a resume) match one process at the same
+global batch — same samples per step, same losses within float-summation tolerance, same final weights."""
 
 from __future__ import annotations
 
@@ -19,15 +19,23 @@ STEPS = 8
 
 
 @pytest.mark.slow
-def test_two_process_ddp_matches_single_process(tmp_path):
+@pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
+def test_two_processes_match_a_single_process(tmp_path, strategy):
     texts = english_like_texts(200, seed=3)
     web = make_text_dataset(tmp_path / "web", make_tokenizer(tmp_path, texts), texts)
     kw = {"max_steps": STEPS, "global_batch": 8, "micro_batch": 2, "checkpoint": {"every": STEPS}}
     single = write_job(tmp_path / "single.yaml", tmp_path / "single", {"web": web}, **kw)
-    ddp = write_job(tmp_path / "ddp.yaml", tmp_path / "ddp", {"web": web}, **kw)
+    ddp = write_job(tmp_path / "ddp.yaml", tmp_path / "ddp", {"web": web}, distributed={"strategy": strategy},
+                    **kw)
     train_from_spec(str(single))
-    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                           "-m", "tokenmill.cli", "train", str(ddp)], capture_output=True, text=True, timeout=300)
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                "-m", "tokenmill.cli", "train", str(ddp)]
+    if strategy == "fsdp":  # stop halfway, then resume: the gathered optimizer state must load back into shards
+        proc = subprocess.run([*torchrun, "--max-steps", str(STEPS // 2)], capture_output=True, text=True,
+                              timeout=300)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        torchrun.append("--resume")
+    proc = subprocess.run(torchrun, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
 
     one, two = losses(tmp_path / "single"), losses(tmp_path / "ddp")

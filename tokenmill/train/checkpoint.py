@@ -56,16 +56,16 @@ def list_checkpoints(run_dir: str | Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
-def save_checkpoint(run_dir: str | Path, step: int, model: torch.nn.Module, optimizer, trainer_state: dict,
+def save_checkpoint(run_dir: str | Path, step: int, model_state: dict, optimizer_state: dict, trainer_state: dict,
                     meta: dict, keep_last: int) -> Path:
     """Write checkpoint `step` atomically, then prune to the newest `keep_last`."""
     root = checkpoint_root(run_dir)
     root.mkdir(parents=True, exist_ok=True)
     tmp = root / f".tmp-step-{step:08d}-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    state = {k: v.detach().cpu().contiguous() for k, v in model_state.items()}
     save_file(state, str(tmp / "model.safetensors"))
-    torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+    torch.save(optimizer_state, tmp / "optimizer.pt")
     torch.save(trainer_state, tmp / "trainer.pt")
     files = {name: _sha256(tmp / name) for name in ("model.safetensors", "optimizer.pt", "trainer.pt")}
     atomic_write_json(tmp / META, {**meta, "step": step, "files": files})

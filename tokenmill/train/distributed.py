@@ -73,6 +73,35 @@ def wrap_model(model: nn.Module, info: DistInfo, strategy: str) -> nn.Module:
     return DistributedDataParallel(model, device_ids=device_ids, find_unused_parameters=True)
 
 
+def is_sharded(info: DistInfo, strategy: str) -> bool:
+    return info.enabled and strategy == "fsdp"
+
+
+def full_state_dicts(model: nn.Module, optimizer, info: DistInfo, strategy: str) -> tuple[dict, dict]:
+    """(model, optimizer) state dicts, gathered whole on every rank under FSDP (a collective: call on all ranks).
+
+    FSDP's optimizer state is keyed by parameter name; DDP's and a single process's by parameter index."""
+    if not is_sharded(info, strategy):
+        return model.state_dict(), optimizer.state_dict()
+    from torch.distributed.checkpoint.state_dict import (
+        StateDictOptions,
+        get_model_state_dict,
+        get_optimizer_state_dict,
+    )
+
+    opts = StateDictOptions(full_state_dict=True, cpu_offload=True)
+    return get_model_state_dict(model, options=opts), get_optimizer_state_dict(model, optimizer, options=opts)
+
+
+def load_optimizer_state(model: nn.Module, optimizer, state: dict, info: DistInfo, strategy: str) -> None:
+    if not is_sharded(info, strategy):
+        optimizer.load_state_dict(state)
+        return
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
+
+    set_optimizer_state_dict(model, optimizer, state, options=StateDictOptions(full_state_dict=True))
+
+
 def unwrap(model: nn.Module) -> nn.Module:
     return model.module if hasattr(model, "module") else model
 

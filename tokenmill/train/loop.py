@@ -26,8 +26,8 @@ from tokenmill.train import provenance as prov
 from tokenmill.train import setup
 from tokenmill.train.config import TrainJob, load_job
 from tokenmill.train.data import MixtureMicroBatches, RankLayout, micro_batches, step_batches
-from tokenmill.train.distributed import DistInfo, all_reduce_sum, barrier, init_distributed, shutdown, unwrap
-from tokenmill.train.distributed import wrap_model
+from tokenmill.train.distributed import DistInfo, all_reduce_sum, barrier, full_state_dicts, init_distributed
+from tokenmill.train.distributed import load_optimizer_state, shutdown, unwrap, wrap_model
 from tokenmill.train.metrics import MetricsLog, SpikeDetector
 from tokenmill.train.mixture import DataExhausted
 from tokenmill.train.optim import build_optimizer, set_lr
@@ -83,7 +83,7 @@ class Trainer:
         self.prov = prov.ProvenanceWriter(self.run_dir, info.rank, self.schedule.sources) \
             if job.provenance.enabled else None
         self.epochs = {n: 0 for n in self.schedule.sources}
-        if ckpt:
+        if ckpt and info.is_main:
             print(f"tokenmill: resumed from {ckpt['folder']} at step {self.step}", flush=True)
 
     def _build_model(self, ckpt: dict | None) -> None:
@@ -97,7 +97,14 @@ class Trainer:
         self.wrapped = wrap_model(self.model, self.info, self.job.distributed.strategy)
         self.optimizer = build_optimizer(self.model, self.job.optim, fused=self.info.device.type == "cuda")
         if ckpt:
-            self.optimizer.load_state_dict(ckpt["optimizer"])
+            layout = ckpt["meta"].get("optimizer_layout", "index")
+            want = "name" if self.info.enabled and self.job.distributed.strategy == "fsdp" else "index"
+            if layout != want:
+                raise ConfigError(f"{self.where}: checkpoint {ckpt['folder']} holds optimizer state keyed by "
+                                  f"parameter {layout} (written under another distributed.strategy); resume "
+                                  "with the strategy and world size it was written with")
+            load_optimizer_state(self.model, self.optimizer, ckpt["optimizer"], self.info,
+                                 self.job.distributed.strategy)
             torch.set_rng_state(ckpt["trainer"]["rng_cpu"])
 
     # -- one step -----------------------------------------------------------------------------------------------
@@ -220,8 +227,8 @@ class Trainer:
             self.save()
         if self.log is not None:
             self.log.close()
-            print(f"tokenmill: stopped at step {self.step} ({reason}); loss {last.get('loss', float('nan')):.4f}",
-                  flush=True)
+            loss = f"; loss {last['loss']:.4f}" if last else " (no step left to run)"
+            print(f"tokenmill: stopped at step {self.step} ({reason}){loss}", flush=True)
         return {"step": self.step, "reason": reason, "last": last, "epochs": dict(self.epochs)}
 
     def _log(self, rec: dict, spike: dict | None) -> None:
@@ -244,15 +251,18 @@ class Trainer:
 
     def save(self) -> None:
         barrier(self.info)
+        strategy = self.job.distributed.strategy
+        model_state, optim_state = full_state_dicts(self.model, self.optimizer, self.info, strategy)
         if self.info.is_main:
             past = self.schedule.past(self.step, self.fps)
             meta = {"model_args": setup.args_dict(self.args), "tokenizer": self.tokenizer, "job": self.job.name,
                     "world_size": self.info.world_size,
+                    "optimizer_layout": "name" if self.info.enabled and strategy == "fsdp" else "index",
                     "mixture": {"sources": self.sources, "stages": self.stages, "past": past,
                                 "fingerprint": self.schedule.past_fingerprint(self.step, self.fps)}}
             trainer_state = {"step": self.step, "rng_cpu": torch.get_rng_state(),
                              "spike_history": torch.tensor(self.spikes.state(), dtype=torch.float64)}
-            ckpt_io.save_checkpoint(self.run_dir, self.step, self.model, self.optimizer, trainer_state, meta,
+            ckpt_io.save_checkpoint(self.run_dir, self.step, model_state, optim_state, trainer_state, meta,
                                     self.job.checkpoint.keep_last)
         barrier(self.info)
 
