@@ -11,6 +11,15 @@ from tokenmill.train.model import Transformer, model_args
 from tokenmill.train.moe import Experts, Gate, MoE, grouped_mm, padded_grouped_mm
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny tensors: one intra-op thread is faster, and immune to oversubscription on shared machines."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def naive_experts(experts: Experts, x_ND, weights_NK, ids_NK):
     """Per-expert loop reference: each token through each chosen expert, weighted and summed."""
     out_ND = torch.zeros_like(x_ND)
@@ -53,6 +62,35 @@ def test_padded_fallback_equals_native_grouped_mm():
     want = torch.cat([x_SK[s - c:s] @ w_EKM[e] for e, (c, s) in enumerate(zip(counts_E, offs_E, strict=True))])
     torch.testing.assert_close(padded_grouped_mm(x_SK, w_EKM, offs_E), want)
     torch.testing.assert_close(grouped_mm(x_SK, w_EKM, offs_E), want)
+
+
+def test_experts_fall_back_to_padded_bmm_without_a_grouped_kernel(monkeypatch):
+    import tokenmill.train.moe as moe
+
+    torch.manual_seed(7)
+    experts = Experts(model_args("tiny"))
+    torch.nn.init.normal_(experts.w13, std=0.2)
+    torch.nn.init.normal_(experts.w2, std=0.2)
+    x_ND, weights_NK = torch.randn(64, 64), torch.rand(64, 2)
+    ids_NK = torch.stack([torch.randperm(8)[:2] for _ in range(64)])
+    native = experts(x_ND, weights_NK, ids_NK)
+    monkeypatch.setattr(moe, "_native_grouped_mm_ok", lambda *a: False)
+    torch.testing.assert_close(experts(x_ND, weights_NK, ids_NK), native, rtol=1e-5, atol=1e-6)
+
+
+def test_bf16_autocast_step_keeps_the_router_in_fp32():
+    torch.manual_seed(8)
+    model = Transformer(model_args("tiny"))
+    tokens_BT = torch.randint(0, 1024, (2, 32))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        weights_NK, _, scores_NE = model.moe_layers()[0].gate(torch.randn(8, 64))
+        out = model(tokens_BT)
+        loss, _ = model.loss(out, torch.roll(tokens_BT, -1, 1))
+    assert scores_NE.dtype == torch.float32 and weights_NK.dtype == torch.float32
+    assert out.logits_BTV.dtype == torch.bfloat16  # the matmuls did run in bf16
+    loss.backward()
+    grad_w13 = model.moe_layers()[0].experts.w13.grad
+    assert grad_w13.dtype == torch.float32 and torch.isfinite(grad_w13).all() and grad_w13.abs().sum() > 0
 
 
 def test_group_limited_routing_and_gate_weights():

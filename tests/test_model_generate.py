@@ -9,6 +9,15 @@ from tokenmill.train.generate import generate
 from tokenmill.train.model import Transformer, model_args
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny tensors: one intra-op thread is faster, and immune to oversubscription on shared machines."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def model() -> Transformer:
     torch.manual_seed(5)
@@ -68,7 +77,8 @@ def test_generate_text_from_a_checkpoint(tmp_path):
     torch.manual_seed(6)
     model = Transformer(model_args("tiny", vocab_size=vocab, init_std=0.1))
     meta = {"model_args": dataclasses.asdict(model.args), "tokenizer": str(tok_path)}
-    folder = save_checkpoint(tmp_path / "run", 1, model, torch.optim.AdamW(model.parameters()), {}, meta, keep_last=1)
+    opt = torch.optim.AdamW(model.parameters())
+    folder = save_checkpoint(tmp_path / "run", 1, model.state_dict(), opt.state_dict(), {}, meta, keep_last=1)
     text = generate_text(str(folder), "document 3 talks", max_new_tokens=12)
     assert text == generate_text(str(tmp_path / "run"), "document 3 talks", max_new_tokens=12)  # run dir works too
     ids = load_tokenizer(tok_path).encode("document 3 talks").ids
