@@ -93,3 +93,14 @@ def test_summaries_reach_the_run_report(crawl_run):
     assert s["exact_dedup"]["documents_removed"] == len(_urls(crawl_run[2]["exact_dedup"])) > 0
     assert s["minhash_dedup"]["documents_removed"] == len(_urls(crawl_run[2]["minhash_dedup"]))
     assert s["minhash_dedup"]["cluster_size_histogram"]
+
+
+def test_rerun_skips_every_phase_and_keeps_the_same_documents(crawl_run):
+    result, _, _, kept = crawl_run
+    work = sorted((result.output / "work").rglob("*.*"))
+    stamps = {p: p.stat().st_mtime_ns for p in work}
+    again = run_job(result.output.parent / "job.yaml", progress=False)
+    rewritten = [str(p) for p, t in stamps.items() if p.stat().st_mtime_ns != t]
+    assert work and not rewritten  # no exchange file written again
+    assert sorted(read_dir(again.output / "documents")["id"].to_pylist()) == sorted(kept["id"].to_pylist())
+    assert again.stats["summaries"] == result.stats["summaries"]

@@ -145,6 +145,7 @@ def verify_shard(shard: int, workdir: str, parts: int, min_jaccard: float) -> di
     edges, sig_u_EK = rows[:, :2], rows[:, 2:]
     est_E = (sig_u_EK == _shard_sigs(workdir, shard, edges[:, 1])).mean(axis=1)
     ok = est_E >= min_jaccard
+    atomic_write_json(os.path.join(workdir, "verify", f"shard-{shard:05d}.json"), {"rejected": int((~ok).sum())})
     components.write_pairs(components.both_directions(edges[ok]), components.step_dir(workdir, 0), shard, parts)
     return {"shard": shard, "edges": int(ok.sum()), "rejected": int((~ok).sum())}
 
@@ -210,12 +211,9 @@ class MinHashDedup(GlobalStage):
             yield [Task(f"attach-{i:05d}", attach_signatures, (i, workdir)) for i in range(n)]
             results = yield [Task(f"verify-{i:05d}", verify_shard, (i, workdir, parts, self.config.min_jaccard))
                              for i in range(n)]
-            atomic_write_json(os.path.join(workdir, "verify.json"),
-                              {"rejected": sum(r["rejected"] for r in results)})
         step = None
         if sum(r["edges"] for r in results):
             step = yield from components.connected_components(workdir, parts)
-            atomic_write_json(os.path.join(workdir, "components.json"), {"large_star_rounds": step // 2 + 1})
         yield [Task(f"members-{i:05d}", members_shard, (i, workdir, step, parts)) for i in range(n)]
         yield [Task(f"choose-{p:04d}", choose_partition, (p, n, workdir)) for p in range(parts)]
 
@@ -238,7 +236,8 @@ class MinHashDedup(GlobalStage):
 
     def summary(self, workdir: str) -> dict:
         stats = [read_json(p) for p in common.shard_files(os.path.join(workdir, "stats", "part-*.json"))]
-        verify, cc = os.path.join(workdir, "verify.json"), os.path.join(workdir, "components.json")
+        rejected = [read_json(p)["rejected"] for p in common.shard_files(os.path.join(workdir, "verify", "*.json"))]
+        label_steps = common.shard_files(os.path.join(workdir, "cc", "labels-*"))  # one per Large-Star round
         width = max((len(s["size_hist_log2"]) for s in stats), default=0)
         hist = np.zeros(width, np.int64)
         for s in stats:
@@ -247,6 +246,5 @@ class MinHashDedup(GlobalStage):
                 "clusters": sum(s["clusters"] for s in stats),
                 "clustered_documents": sum(s["clustered_docs"] for s in stats),
                 "largest_cluster": max((s["largest_cluster"] for s in stats), default=0),
-                "candidate_pairs_rejected": read_json(verify)["rejected"] if os.path.exists(verify) else 0,
-                "components_rounds": read_json(cc)["large_star_rounds"] if os.path.exists(cc) else 0,
+                "candidate_pairs_rejected": sum(rejected), "components_rounds": len(label_steps),
                 "cluster_size_histogram": {f"{2**i}-{2**(i + 1) - 1}": int(c) for i, c in enumerate(hist) if c}}
