@@ -106,7 +106,7 @@ def main() -> None:
         schedule = MixtureSchedule({n: len(p) for n, p in packed.items()}, [MixStage(0, {"web": 0.6, "code": 0.4})],
                                    seed=0, samples_per_step=GLOBAL_BATCH)
         src, seq, _ = schedule.locate(np.arange(a.steps * GLOBAL_BATCH))
-        order = [(schedule.sources[s], int(q)) for s, q in zip(src, seq)]
+        order = [(schedule.sources[s], int(q)) for s, q in zip(src, seq, strict=False)]
         fns = {"memmap": memmap_reader(packed, order)}
         for w in (0, 1, 2):
             fns[f"loader_w{w}"] = loader_reader(packed, schedule, a.steps, w)

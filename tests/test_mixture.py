@@ -10,7 +10,13 @@ import pytest
 
 from tokenmill.config import ConfigError
 from tokenmill.train.config import MixStageSpec, check_stages
-from tokenmill.train.mixture import DataExhausted, MixStage, MixtureSchedule, explain_past_change, feistel_permute
+from tokenmill.train.mixture import (
+    DataExhausted,
+    MixStage,
+    MixtureSchedule,
+    explain_past_change,
+    feistel_permute,
+)
 
 SIZES = {"web": 5000, "code": 3000, "math": 2000}
 G = 10  # samples per step
@@ -48,11 +54,11 @@ def test_appending_a_stage_at_resume_sees_exactly_the_full_schedule():
     first_two = schedule(STAGES[:2])  # the run before the resume: it did not know the second change
     full = schedule(STAGES)
     before = np.arange(0, 100 * G)
-    for a, b in zip(first_two.locate(before), full.locate(before)):
+    for a, b in zip(first_two.locate(before), full.locate(before), strict=False):
         np.testing.assert_array_equal(a, b)
     resumed = schedule(STAGES)  # a fresh process after the resume: needs only the step
     after = np.arange(100 * G, 130 * G)
-    for a, b in zip(resumed.locate(after), full.locate(after)):
+    for a, b in zip(resumed.locate(after), full.locate(after), strict=False):
         np.testing.assert_array_equal(a, b)
     # and the appended stage continues each source's stream where it stopped: no repeat, no skip
     src, seq, _ = full.locate(np.arange(130 * G))

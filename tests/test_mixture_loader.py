@@ -34,17 +34,17 @@ def _collect(packed, rank: int, world: int, workers: int, steps: int = 12) -> li
 
 def test_tokens_show_their_source(packed):
     for mb in _collect(packed, 0, 1, 0, steps=4):
-        for row, src in zip(mb["tokens_BL"].numpy(), mb["source_B"].tolist()):
+        for row, src in zip(mb["tokens_BL"].numpy(), mb["source_B"].tolist(), strict=False):
             name = ["code", "math", "web"][src]
             body = row[row != 0]  # EOS = 0
             assert ((body >= ORIGIN_BASE[name]) & (body < ORIGIN_BASE[name] + ORIGIN_SPAN)).all()
-        for spans, src in zip(mb["docs"], mb["source_B"].tolist()):
+        for spans, src in zip(mb["docs"], mb["source_B"].tolist(), strict=False):
             assert all(doc_id.startswith(["code", "math", "web"][src]) for doc_id, *_ in spans)
 
 
 def test_two_workers_two_ranks_are_disjoint_and_cover_the_single_process_sequence(packed):
     single = _collect(packed, 0, 1, 0)
-    single_pairs = [(s, q) for mb in single for s, q in zip(mb["source_B"].tolist(), mb["seq_B"].tolist())]
+    single_pairs = [(s, q) for mb in single for s, q in zip(mb["source_B"].tolist(), mb["seq_B"].tolist(), strict=False)]
     single_samples = np.concatenate([mb["sample_B"].numpy() for mb in single])
     np.testing.assert_array_equal(single_samples, np.arange(12 * G))
     seen: dict[int, tuple[int, int]] = {}
@@ -52,7 +52,7 @@ def test_two_workers_two_ranks_are_disjoint_and_cover_the_single_process_sequenc
     for rank in range(2):
         for mb in _collect(packed, rank, 2, workers=2):
             assert mb["worker"] in (0, 1)
-            for i, s, q in zip(mb["sample_B"].tolist(), mb["source_B"].tolist(), mb["seq_B"].tolist()):
+            for i, s, q in zip(mb["sample_B"].tolist(), mb["source_B"].tolist(), mb["seq_B"].tolist(), strict=False):
                 assert i not in seen, f"sample {i} seen by rank/worker {owners[i]} and {(rank, mb['worker'])}"
                 seen[i], owners[i] = (s, q), (rank, mb["worker"])
     assert sorted(seen) == list(range(12 * G))

@@ -68,7 +68,7 @@ def test_trace_step_lists_documents_with_consistent_losses(spiked_run, capsys):
         assert sum(d["tokens"] for d in in_row) == 33  # seq_len + 1 tokens, every one owned by a document
         scored = [d for d in in_row if d["loss"] is not None]
         targets = [d["tokens"] - (d["seq_start"] == 0) for d in scored]  # the first token is no one's target
-        weighted = sum(d["loss"] * n for d, n in zip(scored, targets)) / sum(targets)
+        weighted = sum(d["loss"] * n for d, n in zip(scored, targets, strict=False)) / sum(targets)
         assert weighted == pytest.approx(in_row[0]["row_loss"], rel=1e-4)
     assert main(["trace", "step", str(run), "25"]) == 0
     out = capsys.readouterr().out

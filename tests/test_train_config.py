@@ -8,9 +8,8 @@ import pytest
 import yaml
 
 from tokenmill.config import ConfigError
-from tokenmill.train.config import load_job
+from tokenmill.train.config import OptimSpec, load_job
 from tokenmill.train.optim import lr_factor
-from tokenmill.train.config import OptimSpec
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -10,9 +10,9 @@ import pytest
 from test_train_fixtures import english_like_texts, make_text_dataset, make_tokenizer, write_job
 
 from tokenmill.tokenize.shards import TokenDataset
+from tokenmill.train.config import OptimSpec
 from tokenmill.train.loop import train_from_spec
 from tokenmill.train.optim import lr_factor
-from tokenmill.train.config import OptimSpec
 
 STEPS = 200
 

@@ -13,8 +13,15 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 import yaml
-from test_train_fixtures import cli, english_like_texts, losses, make_origin_dataset, make_text_dataset
-from test_train_fixtures import make_tokenizer, write_job
+from test_train_fixtures import (
+    cli,
+    english_like_texts,
+    losses,
+    make_origin_dataset,
+    make_text_dataset,
+    make_tokenizer,
+    write_job,
+)
 
 from tokenmill.config import ConfigError
 from tokenmill.train.checkpoint import list_checkpoints, load_model_for_inference

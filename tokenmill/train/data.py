@@ -131,9 +131,9 @@ class MixtureMicroBatches(Dataset):
         lo = seq_col.searchsorted(seq, side="left")
         hi = seq_col.searchsorted(seq + 1, side="left")
         if (hi - lo == 1).all():  # concat packing: one range per sequence
-            return [[t] for t in zip(shard[lo].tolist(), start[lo].tolist(), length[lo].tolist())]
-        return [list(zip(shard[a:b].tolist(), start[a:b].tolist(), length[a:b].tolist()))
-                for a, b in zip(lo.tolist(), hi.tolist())]
+            return [[t] for t in zip(shard[lo].tolist(), start[lo].tolist(), length[lo].tolist(), strict=False)]
+        return [list(zip(shard[a:b].tolist(), start[a:b].tolist(), length[a:b].tolist(), strict=False))
+                for a, b in zip(lo.tolist(), hi.tolist(), strict=False)]
 
     def _index(self, name: str, shard: int) -> _ShardIndex:
         idx = self._shard_index.get((name, shard))
@@ -148,7 +148,7 @@ class MixtureMicroBatches(Dataset):
         first = np.maximum(idx.starts.searchsorted(seg[:, 1], side="right") - 1, 0).tolist()
         last = idx.starts.searchsorted(seg[:, 1] + seg[:, 2], side="left").tolist()
         starts, ends, ids, urls = idx.starts_list, idx.ends_list, idx.ids, idx.urls
-        for (r, start, length, pos), f, z in zip(segs, first, last):
+        for (r, start, length, pos), f, z in zip(segs, first, last, strict=False):
             stop = start + length
             for d in range(f, z):
                 a, b = max(starts[d], start), min(ends[d], stop)
@@ -168,7 +168,7 @@ class MixtureMicroBatches(Dataset):
             packed = self.sources[name]
             rows = np.flatnonzero(src_B == s)
             by_shard: dict[int, list[tuple[int, int, int, int]]] = {}
-            for r, segments in zip(rows.tolist(), self._segments(name, seq_B[rows])):
+            for r, segments in zip(rows.tolist(), self._segments(name, seq_B[rows]), strict=False):
                 pos = 0
                 for shard, start, length in segments:
                     tokens_BL[r, pos:pos + length] = self._read(name, shard, start, start + length)

@@ -26,8 +26,17 @@ from tokenmill.train import provenance as prov
 from tokenmill.train import setup
 from tokenmill.train.config import TrainJob, load_job
 from tokenmill.train.data import MixtureMicroBatches, RankLayout, micro_batches, step_batches
-from tokenmill.train.distributed import DistInfo, all_reduce_sum, barrier, full_state_dicts, init_distributed
-from tokenmill.train.distributed import load_optimizer_state, shutdown, unwrap, wrap_model
+from tokenmill.train.distributed import (
+    DistInfo,
+    all_reduce_sum,
+    barrier,
+    full_state_dicts,
+    init_distributed,
+    load_optimizer_state,
+    shutdown,
+    unwrap,
+    wrap_model,
+)
 from tokenmill.train.metrics import MetricsLog, SpikeDetector
 from tokenmill.train.mixture import DataExhausted
 from tokenmill.train.optim import build_optimizer, set_lr
@@ -181,8 +190,8 @@ class Trainer:
                 "router_bias_max": [float(b.max()) for b in biases]}
 
     def _record_provenance(self, step: int, micro: list[dict], parts: list[dict], skipped: bool) -> None:
-        for mb, p in zip(micro, parts):
-            for s, e in zip(mb["source_B"].tolist(), mb["epoch_B"].tolist()):
+        for mb, p in zip(micro, parts, strict=False):
+            for s, e in zip(mb["source_B"].tolist(), mb["epoch_B"].tolist(), strict=False):
                 name = self.schedule.sources[s]
                 if e > self.epochs[name]:
                     self.epochs[name] = e

@@ -137,7 +137,7 @@ class MixtureSchedule:
         """Exact samples per source in global block `block` (the contract tests check)."""
         k, rel = self._stage_of_block(block)
         ids, counts = self._alloc[k][0], self.block_counts(k, rel, rel + 1)[0]
-        return {self.sources[i]: int(c) for i, c in zip(ids, counts) if c}
+        return {self.sources[i]: int(c) for i, c in zip(ids, counts, strict=False) if c}
 
     def _stage_of_block(self, block: int) -> tuple[int, int]:
         k = int(np.searchsorted(self._start_blocks, block, side="right")) - 1
@@ -207,7 +207,7 @@ class MixtureSchedule:
                                 f"{indices[i]} (step {indices[i] // self.samples_per_step}); set "
                                 "data.on_exhausted: wrap to start a new epoch, or add data")
         seq = np.empty_like(elem)
-        for s, e in {(int(a), int(b)) for a, b in zip(src, epoch)}:
+        for s, e in {(int(a), int(b)) for a, b in zip(src, epoch, strict=False)}:
             sel = (src == s) & (epoch == e)
             seq[sel] = feistel_permute(position[sel], int(sizes[sel][0]), _key(self.seed, self.sources[s], e))
         return src, seq, epoch

@@ -86,15 +86,10 @@ class ProvenanceWriter:
         r["row_loss"] += row_loss_B.tolist()
         r["skipped"] += [skipped] * B
         r["docs"] += [[{"doc_id": d[0], "url": d[1], "seq_start": d[2], "seq_stop": d[3], "doc_token_start": d[4],
-                        "loss": None if np.isnan(l_) else float(l_)} for d, l_ in zip(spans, losses)]
-                      for spans, losses in zip(batch.get("docs", [[]] * B), doc_loss)]
+                        "loss": None if np.isnan(l_) else float(l_)} for d, l_ in zip(spans, losses, strict=False)]
+                      for spans, losses in zip(batch.get("docs", [[]] * B), doc_loss, strict=False)]
         self._first_step = step if self._first_step is None else self._first_step
         self._last_step = step
-
-    def mark_skipped(self, step: int) -> None:
-        """The update of `step` was skipped (spike policy `skip`): flag its rows."""
-        r = self._rows
-        r["skipped"] = [s or st == step for s, st in zip(r["skipped"], r["step"])]
 
     def flush(self) -> Path | None:
         if self._first_step is None:
