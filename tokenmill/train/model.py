@@ -5,8 +5,9 @@
     MTP (paper §2.2): h'_t = block(W [RMSNorm(h_t); RMSNorm(embed(token_{t+1}))]) -> own norm -> the shared head,
     predicting token t+2 at position t; h_t is the main model's last hidden state before its final norm.
 
-Parity: with the same weights our logits equal transformers' DeepseekV3ForCausalLM (float32, relative error ~1e-7,
-tests/test_model_parity.py); `tokenmill.train.model_hf.to_hf_state_dict` maps the names.
+Parity: with the same weights our logits equal transformers' DeepseekV3ForCausalLM (float32, relative error ~4e-7,
+tests/test_model_parity.py); `tokenmill.train.model_hf.to_hf_state_dict` maps the names. Training step on CPU vs
+that model, same config and batch (benchmarks/train.py, CPU time): 1.19x in fp32, 1.78x under bf16 autocast.
 
 Legend: B batch, T sequence, D model dim, V vocabulary, L MoE layers (main layers, then the MTP block's), E experts.
 """

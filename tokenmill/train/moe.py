@@ -8,7 +8,9 @@ After each optimizer step b += γ·sign(mean load − load) (`update_bias`). The
 α Σ_i f_i P_i per sequence, f_i = E/(K T) · #tokens routed to i, P_i = mean_t s_it / Σ_j s_jt (paper eq. 17-20).
 
 Expert compute: the T·K (token, expert) pairs are sorted by expert and run as two grouped matrix multiplies
-(`grouped_mm`), then un-sorted and summed with the gate weights — no Python loop over experts.
+(`grouped_mm`), then un-sorted and summed with the gate weights — no Python loop over experts. Under autocast the
+grouped matmuls run in the autocast dtype (grouped_mm is not on autocast's op list, so HF's experts stay fp32):
+on this CPU a bf16 matmul is ~4.6x an fp32 one, and a whole training step runs 1.78x transformers' (benchmarks/train.py).
 
 Legend: N tokens (B·T), D model dim, E routed experts, K activated experts, G groups, I expert width, S = N·K pairs.
 """
