@@ -12,7 +12,8 @@ text the way DCLM did) into `quality.score`, and keeps either by `threshold` (sc
 `top_fraction`. **`top_fraction` is per batch**: within each batch the documents whose score is at or above the
 batch's (1 - top_fraction) quantile are kept, so the kept fraction is exact per batch and approximate globally
 (a global cut would need a barrier over all shards; use `threshold` with a value taken from a sample for that).
-On the DCLM human-labelled CC texts, a model trained on 70% scores the rest above chance
+On the DCLM human-labelled CC texts (499, majority vote), a model trained on 70% (25 epochs) agrees with the
+held-out labels on 79% of documents (positives are 55%): precision 0.77, recall 0.90, AUC 0.90
 (tests/test_filters_quality.py prints the figures).
 """
 
@@ -125,12 +126,14 @@ class TrainResult:
 
 def train_classifier(positive: list[str], negative: list[str], out: str, text_field: str = "text",
                      label_field: str | None = None, holdout: float = 0.2, seed: int = 0,
-                     epochs: int = 5) -> TrainResult:
+                     epochs: int = 5, lr: float = 0.5) -> TrainResult:
     """Train a DCLM-style fastText classifier (positives vs negatives); report held-out precision/recall.
 
     Files are JSONL (optionally .gz), Parquet, or plain text (one document per line). With `label_field`,
     records are labelled: positives are the records of `positive` files whose label is 1, negatives those of
-    `negative` files whose label is 0 (both lists may name the same file).
+    `negative` files whose label is 0 (both lists may name the same file). `lr` 0.5 rather than fastText's
+    0.1: on the 349 DCLM-labelled training docs, 25 epochs at 0.1 leave every score near 0.5 (held-out
+    accuracy 0.57), at 0.5 they reach accuracy 0.79, AUC 0.90.
     """
     import fasttext
 
@@ -151,7 +154,7 @@ def train_classifier(positive: list[str], negative: list[str], out: str, text_fi
             f.write(f"{POSITIVE if labels[i] else NEGATIVE} {normalize(texts[i])}\n")
         train_file = f.name
     try:
-        model = fasttext.train_supervised(input=train_file, wordNgrams=2, epoch=epochs, lr=0.1, dim=100,
+        model = fasttext.train_supervised(input=train_file, wordNgrams=2, epoch=epochs, lr=lr, dim=100,
                                           minCount=1, thread=1, seed=seed, verbose=0)
     finally:
         os.unlink(train_file)
