@@ -165,9 +165,11 @@ class Transformer(nn.Module):
         return {"total": total, "activated": total - idle - embedding, "embedding": embedding}
 
     def estimate_flops_per_token(self, seq_len: int | None = None) -> float:
-        """Training FLOPs per token: 6 x activated matmul params + attention (QK^T and AV, fwd+bwd, causal half)."""
+        """Training FLOPs per token: 6 x activated matmul params (the head twice with MTP) + attention (QK^T and
+        AV, fwd+bwd, causal half), the nanochat/PaLM accounting."""
         a = self.args
         T = seq_len or a.max_seq_len
         n_attn_layers = a.n_layers + (1 if self.mtp is not None else 0)
         attn = 6 * n_attn_layers * a.n_heads * (a.qk_head_dim + a.v_head_dim) * T / 2
-        return 6 * self.num_params()["activated"] + attn
+        head_again = self.head.weight.numel() if self.mtp is not None else 0
+        return 6 * (self.num_params()["activated"] + head_again) + attn
