@@ -69,7 +69,7 @@ def both_directions(pairs_E2: np.ndarray) -> np.ndarray:
     return np.concatenate([pairs_E2, pairs_E2[:, ::-1]])
 
 
-def _unique_sorted(pairs_E2: np.ndarray) -> np.ndarray:
+def unique_pairs(pairs_E2: np.ndarray) -> np.ndarray:
     """Pairs sorted by (u, v), duplicates and self-loops removed."""
     pairs_E2 = pairs_E2[pairs_E2[:, 0] != pairs_E2[:, 1]]
     order = np.lexsort((pairs_E2[:, 1], pairs_E2[:, 0]))
@@ -94,7 +94,7 @@ def fingerprint(p_E2: np.ndarray) -> tuple[int, int]:
 
 
 def large_star(workdir: str, step: int, q: int, parts: int) -> dict:
-    p = _unique_sorted(read_pairs(step_dir(workdir, step), q))
+    p = unique_pairs(read_pairs(step_dir(workdir, step), q))
     minv, first = _group_min(p)
     m_E = np.minimum(p[:, 0], minv)
     up = p[:, 1] > p[:, 0]
@@ -109,7 +109,7 @@ def large_star(workdir: str, step: int, q: int, parts: int) -> dict:
 
 
 def small_star(workdir: str, step: int, q: int, parts: int) -> dict:
-    p = _unique_sorted(read_pairs(step_dir(workdir, step), q))
+    p = unique_pairs(read_pairs(step_dir(workdir, step), q))
     m_E, first = _group_min(p)
     leaves = p[p[:, 1] != m_E]
     out = np.concatenate([np.stack([leaves[:, 1], m_E[p[:, 1] != m_E]], axis=1),

@@ -100,7 +100,7 @@ def bucket_partition(p: int, n_shards: int, workdir: str, parts: int, verify: bo
     first = np.ones(len(key), bool)
     first[1:] = (band[1:] != band[:-1]) | (bh[1:] != bh[:-1])
     root = key[np.maximum.accumulate(np.where(first, np.arange(len(key)), 0))]
-    edges = np.stack([root[~first], key[~first]], axis=1)
+    edges = components.unique_pairs(np.stack([root[~first], key[~first]], axis=1))  # a pair may share many bands
     if verify:
         _write_by_shard(edges, 0, os.path.join(workdir, "candidates", "a"), p)
     else:
