@@ -85,3 +85,17 @@ def test_generate_text_from_a_checkpoint(tmp_path):
     expected = generate(model, ids, 12, eos_id=load_tokenizer(tok_path).token_to_id("<|endoftext|>"))
     assert text == load_tokenizer(tok_path).decode(expected)
     assert len(text) > 0
+
+
+def test_absorbed_decode_step_equals_the_full_forward(model):
+    """A cached single-token step (wkv_b folded into q and the output) gives the full forward's last logits."""
+    from tokenmill.train.mla import LatentCache
+
+    tokens_BT = torch.randint(0, 1024, (2, 40))
+    model.eval()
+    with torch.no_grad():
+        full_BV = model(tokens_BT).logits_BTV[:, -1]
+        cache = LatentCache()
+        model(tokens_BT[:, :-1], cache=cache)
+        step_BV = model(tokens_BT[:, -1:], cache=cache).logits_BTV[:, -1]
+    assert ((step_BV - full_BV).norm() / full_BV.norm()) < 1e-5

@@ -2,8 +2,8 @@
 
 The prompt is run once (prefill) and fills a LatentCache (normalized KV latent + rope key per layer); each new
 token then costs one single-position forward pass over the cache instead of re-running the whole prefix.
-Measured (CPU, 1 thread, `small` cut to 4 layers, 256-token prompt, 32 new tokens): 61 tokens/s with the cache,
-5.7 tokens/s re-running the prefix, identical tokens.
+Measured (CPU, 1 thread, `small` cut to 4 layers, 256-token prompt, 32 new tokens): 51-61 tokens/s with the cache,
+5.7 tokens/s re-running the prefix, identical tokens; one absorbed decode step at 1,000 cached tokens: 11 ms.
 """
 
 from __future__ import annotations

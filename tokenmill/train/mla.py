@@ -6,7 +6,8 @@ wkv_b up to per-head [k_nope | v]. RoPE touches only the rope dims (per head for
 Scores use softmax scale (d_nope + d_rope)^-0.5, times YaRN's mscale^2 when the context is extended.
 
 The KV cache stores only the normalized latent and the rotated rope key (kv_lora_rank + R floats per token instead
-of 2 * H * head_dim), and re-expands them with wkv_b on each decode step.
+of 2 * H * head_dim). Prefill expands it with wkv_b as in training; each single-token decode step instead folds
+wkv_b into the query and the output ("absorbed" MLA), so it never re-expands the cache.
 
 Legend: B batch, T new tokens, S cached+new tokens, D model dim, H heads, C kv_lora_rank, Q q_lora_rank,
 N nope dims, R rope dims, V value dims.
@@ -80,6 +81,8 @@ class MLA(nn.Module):
         if cache is not None:
             past = cache.latent_BSC[layer].shape[1] if len(cache.latent_BSC) > layer else 0
             latent_BTC, k_rope_BTR = _cache_append(cache, layer, latent_BTC, k_rope_BTR)
+        if cache is not None and T == 1:
+            return self._absorbed_decode(q_BTHK, latent_BTC, k_rope_BTR)
         S = latent_BTC.shape[1]
 
         kv_BSHK = self.wkv_b(latent_BTC).view(B, S, H, N + V)
@@ -87,6 +90,22 @@ class MLA(nn.Module):
         k_BSHK = torch.cat((k_nope_BSHN, k_rope_BTR[:, :, None, :].expand(B, S, H, R)), dim=-1)
         out_BHTV = _attend(q_BTHK.transpose(1, 2), k_BSHK.transpose(1, 2), v_BSHV.transpose(1, 2), past, self.scale)
         return self.wo(out_BHTV.transpose(1, 2).reshape(B, T, H * V))
+
+
+    def _absorbed_decode(self, q_BTHK, latent_BSC, k_rope_BSR) -> torch.Tensor:
+        """One new token against the cache without re-expanding it: wkv_b's key half is folded into the query and
+        its value half applied after attention (DeepSeek-V2 §2.1.3), so scores cost S x H x (C + R)."""
+        a = self.args
+        B, T, H, _ = q_BTHK.shape
+        N, V, C = a.qk_nope_head_dim, a.v_head_dim, a.kv_lora_rank
+        w_HKC = self.wkv_b.weight.view(H, N + V, C)
+        q_latent_BTHC = torch.einsum("bthn,hnc->bthc", q_BTHK[..., :N], w_HKC[:, :N])
+        scores_BTHS = (torch.einsum("bthc,bsc->bths", q_latent_BTHC, latent_BSC)
+                       + torch.einsum("bthr,bsr->bths", q_BTHK[..., N:], k_rope_BSR)) * self.scale
+        probs_BTHS = scores_BTHS.float().softmax(dim=-1).to(q_BTHK.dtype)
+        out_latent_BTHC = torch.einsum("bths,bsc->bthc", probs_BTHS, latent_BSC)
+        out_BTHV = torch.einsum("bthc,hvc->bthv", out_latent_BTHC, w_HKC[:, N:])
+        return self.wo(out_BTHV.reshape(B, T, H * V))
 
 
 def _cache_append(cache: LatentCache, layer: int, latent_BTC: torch.Tensor, k_rope_BTR: torch.Tensor):
