@@ -104,11 +104,13 @@ class MixtureMicroBatches(Dataset):
         chunk = int(sample_B[0]) // (G * LOCATE_CHUNK_STEPS)
         if self._chunk is None or self._chunk[0] != chunk:
             first = chunk * G * LOCATE_CHUNK_STEPS
-            self._chunk = (chunk, self.schedule.locate(np.arange(first, first + G * LOCATE_CHUNK_STEPS)))
+            chunk_samples = np.arange(first, first + G * LOCATE_CHUNK_STEPS)
+            self._chunk = (chunk, self.schedule.locate(chunk_samples, check_exhausted=False))
         offset = int(sample_B[0]) - chunk * G * LOCATE_CHUNK_STEPS
-        if offset + len(sample_B) > G * LOCATE_CHUNK_STEPS:  # micro-batch straddles chunks: not with our layout
-            return self.schedule.locate(sample_B)
-        return tuple(a[offset:offset + len(sample_B)] for a in self._chunk[1])
+        found = tuple(a[offset:offset + len(sample_B)] for a in self._chunk[1])
+        if offset + len(sample_B) > G * LOCATE_CHUNK_STEPS or (found[2] > 0).any():
+            return self.schedule.locate(sample_B)  # straddles chunks, or a new epoch: raises if the job says stop
+        return found
 
     def _read(self, name: str, shard: int, start: int, stop: int) -> np.ndarray:
         ds = self.sources[name].ds

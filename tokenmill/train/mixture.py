@@ -189,7 +189,7 @@ class MixtureSchedule:
         elem = self._offsets[k][ids[j]] + before[r, j] + slot - slot_start[r, j]
         return ids[j], elem
 
-    def locate(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def locate(self, indices: np.ndarray, check_exhausted: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(source id, sequence index, epoch) of each global sample index; raises DataExhausted per config."""
         indices = np.asarray(indices, dtype=np.int64)
         src = np.empty(len(indices), dtype=np.int64)
@@ -201,7 +201,7 @@ class MixtureSchedule:
             src[sel], elem[sel] = self._stage_streams(int(k), blocks[sel], indices[sel] % self.block_size)
         sizes = np.array([self.source_sizes[n] for n in self.sources], dtype=np.int64)[src]
         epoch, position = np.divmod(elem, sizes)
-        if self.on_exhausted == "stop" and (epoch > 0).any():
+        if check_exhausted and self.on_exhausted == "stop" and (epoch > 0).any():
             i = int(np.argmax(epoch > 0))
             raise DataExhausted(f"source {self.sources[src[i]]!r} ran out of its {sizes[i]} sequences at sample "
                                 f"{indices[i]} (step {indices[i] // self.samples_per_step}); set "
