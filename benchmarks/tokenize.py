@@ -13,8 +13,8 @@ Run as a module only (`python -m benchmarks.tokenize`): run as a script, this fi
    (tokenmill: a fresh reader per run, so its block cache starts cold).
 3. Shard checks, MB/s: the lazy first-access check (xxh3 per 1 MiB block) vs the whole-file sha256.
 
-The tokenizer matters: tokenmill's encode uses tiktoken's BPE core when it reproduces HF's ids exactly
-(tokenmill/tokenize/fastbpe.py), which is where most of the tokenize speedup comes from.
+Where the speedup comes from: tokenmill's encode uses tiktoken's BPE core when it reproduces HF's ids exactly
+(tokenmill/tokenize/fastbpe.py); `tokenmill_hf_encoder` is the same step forced onto HF `encode_batch`.
 """
 
 from __future__ import annotations
@@ -65,14 +65,17 @@ def bench_tokenize(work: Path, doc_file: Path, tok: Path, repeats: int) -> tuple
 
     logger.remove()  # datatrove logs every file it reads
 
-    cfg = TokenizeConfig(tokenizer=str(tok), seq_lens=[SEQ_LEN])
     runs = iter(range(10**6))
 
-    def tokenmill() -> None:
-        out = work / f"tm-{next(runs)}"
-        res = encode_file(str(doc_file), 0, str(out), str(tok), cfg)
-        for slug, src in res["sources"].items():
-            finalize_dataset(str(out / slug), src, str(tok), cfg, res["tokenizer"])
+    def tokenmill(encoder: str):
+        cfg = TokenizeConfig(tokenizer=str(tok), seq_lens=[SEQ_LEN], encoder=encoder)
+
+        def run() -> None:
+            out = work / f"tm-{next(runs)}"
+            res = encode_file(str(doc_file), 0, str(out), str(tok), cfg)
+            for slug, src in res["sources"].items():
+                finalize_dataset(str(out / slug), src, str(tok), cfg, res["tokenizer"])
+        return run
 
     def datatrove(shuffle: bool):
         def run() -> None:
@@ -83,8 +86,9 @@ def bench_tokenize(work: Path, doc_file: Path, tok: Path, repeats: int) -> tuple
                 pass
         return run
 
-    best = alternate({"tokenmill": tokenmill, "datatrove": datatrove(False),
-                      "datatrove_shuffled": datatrove(True)}, repeats=repeats)
+    best = alternate({"tokenmill": tokenmill("auto"), "datatrove": datatrove(False),
+                      "tokenmill_hf_encoder": tokenmill("hf"), "datatrove_shuffled": datatrove(True)},
+                     repeats=repeats)
     n_tokens = sum(np.fromfile(p, np.uint16).size for p in (work / "tm-0").rglob("shard-*.bin"))
     return best, n_tokens
 
@@ -162,6 +166,7 @@ def main() -> None:
     metrics.update(verify)
     metrics.update({"tokens": n_tokens, "documents": a.scale, "tokenizer": tok.name, "seq_len": SEQ_LEN})
     ratios = {"tokenize_pack_tokenmill_vs_datatrove": best["datatrove"] / best["tokenmill"],
+              "tokenize_pack_tokenmill_hf_encoder_vs_datatrove": best["datatrove"] / best["tokenmill_hf_encoder"],
               "read_local_tokenmill_vs_datatrove": reads["tokenmill_local"] / reads["datatrove_local"],
               "read_http_tokenmill_vs_datatrove": reads["tokenmill_http"] / reads["datatrove_http"]}
     path = write_result("tokenize", input=f"{a.scale} generated docs, {n_tokens} tokens ({tok.name}); "

@@ -167,3 +167,18 @@ def test_remote_reads_match_local_over_loopback_http(small_dataset, tmp_path):
             assert np.array_equal(bounded.tokens(s), local.tokens(s))
         on_disk = sum(p.stat().st_size for p in (tmp_path / "small").rglob("*.blk"))
         assert 0 < on_disk <= 70_000
+
+
+def test_object_store_style_url_reads_match_local(small_dataset):
+    """fsspec's in-memory filesystem stands in for s3:// or gs:// (bucket paths, protocol stripped)."""
+    import fsspec
+
+    fs = fsspec.filesystem("memory")
+    for f in small_dataset.iterdir():
+        fs.pipe(f"/tm-bucket/ds/{f.name}", f.read_bytes())
+    remote, local = TokenDataset.open("memory://tm-bucket/ds"), TokenDataset.open(small_dataset)
+    a, b = PackedSequences(remote, 64, "bestfit"), PackedSequences(local, 64, "bestfit")
+    assert len(a) == len(b)
+    for i in range(0, len(a), 11):
+        assert np.array_equal(a[i], b[i]) and a.docs(i) == b.docs(i)
+    fs.rm("/tm-bucket", recursive=True)
