@@ -13,7 +13,7 @@ from tokenmill.cli import main
 from tokenmill.config import ConfigError, validate
 from tokenmill.schema import documents_from_pylist
 from tokenmill.tokenize.pipeline import TokenizeConfig, tokenize_phases
-from tokenmill.tokenize.shards import TokenDataset
+from tokenmill.tokenize.shards import TokenDataset, open_datasets
 from tokenmill.tokenize.tokenizer import load_tokenizer
 
 
@@ -56,6 +56,7 @@ def test_tokenize_phases_on_ray(ray_local, doc_files, tmp_path):
     assert len(results[1]) == 3 and {r["source"] for r in results[2]} == {"cc/CC-MAIN-2024-22", "wiki/en"}
 
     tok = load_tokenizer(out / "tokenizer.json")
+    assert set(open_datasets(out)) == {"cc/CC-MAIN-2024-22", "wiki/en"}
     table = pq.read_table(doc_files).to_pylist()
     for src, slug in [("cc/CC-MAIN-2024-22", "cc_CC-MAIN-2024-22"), ("wiki/en", "wiki_en")]:
         ds = TokenDataset.open(out / slug)
@@ -88,6 +89,13 @@ def test_config_errors_name_the_key(tmp_path):
         validate(TokenizeConfig, {"tokenizer": str(tmp_path / "nope.json")}, "job.yaml", prefix="tokenize")
     with pytest.raises(ConfigError, match="tokenize.train.vocab_size"):
         validate(TokenizeConfig, {"train": {"vocab_size": 10}}, "job.yaml", prefix="tokenize")
+
+
+def test_tokenizer_is_checked_before_any_work(shared_data):
+    neox = str(shared_data / NEOX)
+    with pytest.raises(ConfigError, match="job.yaml: tokenize: .*no token '<nope>' to use as EOS"):
+        validate(TokenizeConfig, {"tokenizer": neox, "eos_token": "<nope>"}, "job.yaml", prefix="tokenize")
+    assert validate(TokenizeConfig, {"tokenizer": neox, "dtype": "uint16"}, "job.yaml").dtype == "uint16"
 
 
 def test_tokenizer_train_cli_is_deterministic(doc_files, tmp_path):

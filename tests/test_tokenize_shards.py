@@ -182,3 +182,9 @@ def test_object_store_style_url_reads_match_local(small_dataset):
     for i in range(0, len(a), 11):
         assert np.array_equal(a[i], b[i]) and a.docs(i) == b.docs(i)
     fs.rm("/tm-bucket", recursive=True)
+
+
+def test_out_of_range_ids_are_refused_naming_the_document(tmp_path):
+    pairs = [({"id": "ok", "url": None, "source": "s"}, [1, 2]), ({"id": "bad", "url": None, "source": "s"}, [70_000])]
+    with pytest.raises(ValueError, match="document 'bad' has a token id outside \\[0, 1000\\)"):
+        write_token_dataset(tmp_path / "ds", pairs, vocab_size=1000, eos_id=999)

@@ -61,13 +61,25 @@ class TokenizeConfig(Strict):
     def _one_tokenizer(self) -> TokenizeConfig:
         if (self.tokenizer is None) == (self.train is None):
             raise ValueError("give exactly one of `tokenizer: path/to/tokenizer.json` or `train: {vocab_size: N}`")
-        if self.tokenizer is not None and not Path(self.tokenizer).is_file():
-            raise ValueError(f"tokenizer file not found: {self.tokenizer}")
+        if self.tokenizer is not None:
+            self._check_tokenizer()
         if any(s < 1 for s in self.seq_lens):
             raise ValueError(f"seq_lens must be positive, got {self.seq_lens}")
         if self.train is not None and self.dtype == "uint16" and self.train.vocab_size > 65536:
             raise ValueError(f"dtype uint16 cannot hold vocab_size {self.train.vocab_size}; use auto or uint32")
         return self
+
+
+    def _check_tokenizer(self) -> None:
+        """Before any work: the file loads, has the EOS token, and its ids fit the dtype asked for."""
+        if not Path(self.tokenizer).is_file():
+            raise ValueError(f"tokenizer file not found: {self.tokenizer}")
+        try:
+            _, _, vocab = tokenizer_facts(load_tokenizer(self.tokenizer), self.eos_token)
+        except ConfigError as err:
+            raise ValueError(str(err)) from None
+        if self.dtype == "uint16" and vocab > 65536:
+            raise ValueError(f"dtype uint16 cannot hold the {vocab} ids of {self.tokenizer}; use auto or uint32")
 
 
 def tokenize_phases(config: TokenizeConfig, doc_files: list[str], out_dir: str) -> Phases:

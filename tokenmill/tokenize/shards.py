@@ -24,7 +24,7 @@ from tokenmill.tokenize.format import BLOCK_BYTES, FORMAT, META_NAME, ShardError
 from tokenmill.tokenize.remote import DEFAULT_DISK_CACHE_BYTES, BlockCache, RemoteShard
 from tokenmill.tokenize.writer import write_token_dataset  # noqa: F401  (public: the in-process writer)
 
-__all__ = ["TokenDataset", "ShardError", "write_token_dataset"]
+__all__ = ["TokenDataset", "ShardError", "open_datasets", "write_token_dataset"]
 
 
 def _is_url(path: str) -> bool:
@@ -212,6 +212,12 @@ class TokenDataset:
     def __repr__(self) -> str:
         return (f"TokenDataset({self.root!r}, source={self.source!r}, shards={self.num_shards}, "
                 f"tokens={self.num_tokens}, dtype={self.dtype.name})")
+
+
+def open_datasets(root: str | Path, verify: bool = True) -> dict[str, TokenDataset]:
+    """Every tokenized dataset directly under a local folder (a pipeline's OUT/tokens), by source."""
+    found = [TokenDataset.open(p.parent, verify=verify) for p in sorted(Path(root).glob(f"*/{META_NAME}"))]
+    return {ds.source: ds for ds in found}
 
 
 def _fs_path(fs, url: str) -> str:

@@ -53,10 +53,11 @@ class ShardWriter:
         lengths = np.fromiter((len(x) for x in ids), np.int64, count=len(ids))
         flat = _flatten(ids, lengths, self.dtype, self.eos_id if append_eos else None)
         counts = lengths + 1 if append_eos else lengths
-        if len(flat) and int(flat.max()) >= self.vocab_size:
-            bad = int(np.searchsorted(np.cumsum(counts), int(np.argmax(flat >= self.vocab_size)), side="right"))
+        if len(flat) and (int(flat.max()) >= self.vocab_size or int(flat.min()) < 0):
+            wrong = (flat >= self.vocab_size) | (flat < 0)
+            bad = int(np.searchsorted(np.cumsum(counts), int(np.argmax(wrong)), side="right"))
             raise ValueError(f"{self.folder / self.bin_name}: document {_col(ids_meta, 'id')[bad]!r} has a token "
-                             f"id >= vocab_size {self.vocab_size}")
+                             f"id outside [0, {self.vocab_size})")
         starts = self.num_tokens + np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
         self._rows.append(pa.record_batch(
             [pa.array(_col(ids_meta, "id"), pa.string()), pa.array(_col(ids_meta, "url"), pa.string()),
@@ -100,11 +101,11 @@ def _col(meta: pa.Table | dict, name: str) -> list:
 
 
 def _flatten(ids: Sequence, lengths: np.ndarray, dtype: np.dtype, eos: int | None) -> np.ndarray:
-    """All documents' ids in one array, EOS after each (vectorized: one concatenate, one scatter)."""
+    """All documents' ids in one int64 array, EOS after each (vectorized: one concatenate, one scatter)."""
     body = np.concatenate([np.asarray(x, dtype=np.int64) for x in ids]) if len(ids) else np.zeros(0, np.int64)
     if eos is None:
-        return body.astype(dtype)
-    out = np.empty(len(body) + len(lengths), dtype=dtype)
+        return body
+    out = np.empty(len(body) + len(lengths), dtype=np.int64)
     ends = np.cumsum(lengths + 1) - 1  # position of each document's EOS
     mask = np.ones(len(out), bool)
     mask[ends] = False
