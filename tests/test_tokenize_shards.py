@@ -144,6 +144,11 @@ def test_corrupt_index_and_bad_meta_are_refused(small_dataset):
     idx.write_bytes(idx.read_bytes()[:-3] + b"xyz")
     with pytest.raises(ShardError, match="shard-00000.idx.parquet"):
         TokenDataset.open(small_dataset).index(0)
+    meta = json.loads((small_dataset / "dataset.json").read_text())
+    del meta["shards"]
+    (small_dataset / "dataset.json").write_text(json.dumps(meta))
+    with pytest.raises(ShardError, match="dataset.json: missing or malformed field 'shards'"):
+        TokenDataset.open(small_dataset)
     (small_dataset / "dataset.json").write_text("{not json")
     with pytest.raises(ShardError, match="dataset.json"):
         TokenDataset.open(small_dataset)

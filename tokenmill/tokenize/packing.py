@@ -9,7 +9,7 @@ Two plans, both built per shard from the index alone (no token is read), vectori
 * bestfit — best-fit-decreasing (Ding et al. 2024, "Fewer Truncations Improve Language Modeling"): documents
   longer than L are cut into L-token chunks (the only truncations); the rest, and those chunks' remainders, go
   largest first into the open sequence with the least room that fits (a sorted list of remaining capacities, so
-  each placement is a bisect). Unused room is padded with the dataset's pad id.
+  each placement is a bisect; 1M documents in ~2 s here). Unused room is padded with the dataset's pad id.
 
 The plan is stored beside the shards as `packing-{mode}-{seq_len}.npy`, one row per (sequence, contiguous token
 range of one shard), sorted by sequence, loaded by memory map; rates go into dataset.json "packing". On 600

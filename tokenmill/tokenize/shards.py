@@ -99,7 +99,10 @@ class TokenDataset:
         if not isinstance(meta, dict) or meta.get("format") != FORMAT:
             raise ShardError(f"{where}: format is {meta.get('format') if isinstance(meta, dict) else None!r}, "
                              f"expected {FORMAT!r}")
-        return cls(root, meta, verify=verify, cache_dir=cache_dir, fs=fs, cache_bytes=cache_bytes)
+        try:
+            return cls(root, meta, verify=verify, cache_dir=cache_dir, fs=fs, cache_bytes=cache_bytes)
+        except (KeyError, TypeError) as err:
+            raise ShardError(f"{where}: missing or malformed field {err} (written by another tool?)") from None
 
     def path(self, name: str) -> str:
         return f"{self.root}/{name}"
