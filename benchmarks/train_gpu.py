@@ -90,7 +90,10 @@ def main() -> int:
     torch.backends.cuda.matmul.allow_tf32 = True
     results = []
     for name in a.presets.split(","):
-        results.append(run_preset(name, a.tokens, a.steps, a.warmup))
+        try:
+            results.append(run_preset(name, a.tokens, a.steps, a.warmup))
+        except (RuntimeError, ValueError) as err:  # e.g. out of memory: report it and still run the other preset
+            results.append({"preset": name, "error": f"{type(err).__name__}: {str(err)[:300]}", "mfu": None})
         torch.cuda.empty_cache()  # the previous preset's model and optimizer are garbage now
     device = torch.cuda.get_device_name()
     print(json.dumps({"benchmark": "train_gpu", "device": device, "torch": torch.__version__, "results": results}))
@@ -98,7 +101,7 @@ def main() -> int:
 
     write_result("train_gpu", input=f"{device}, bf16 autocast, {a.tokens} tokens/step, {a.steps} timed steps",
                  metrics={r["preset"]: r for r in results},
-                 ratios={f"mfu_{r['preset']}": r["mfu"] for r in results if r["mfu"] is not None},
+                 ratios={f"mfu_{r['preset']}": r["mfu"] for r in results if r.get("mfu") is not None},
                  goal={"mfu": "report (no target set)"})
     return 0
 
