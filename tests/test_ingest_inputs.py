@@ -150,6 +150,14 @@ def test_jsonl_documents_with_bad_lines(tmp_path):
     assert kept[0]["warc_offset"] == 0 and kept[1]["warc_offset"] == len(lines[0]) + len(lines[1]) + 2
 
 
+def test_documents_at_rest_get_the_same_text_limits(tmp_path):
+    path = tmp_path / "limits.jsonl"
+    path.write_text("\n".join(json.dumps({"text": t}) for t in ["ok text", "   \n ", "x" * 50]) + "\n")
+    rows = read_all(InputSpec(paths=[str(path)], max_text_chars=20))
+    assert [r["drop_reason"] for r in rows] == [None, "ingest.empty_text", "ingest.text_too_long"]
+    assert [r["text"] for r in rows] == ["ok text", "", ""]
+
+
 def test_real_jsonl_documents(shared_data):
     for name in ("dolma_cc_en_head-0091.jsonl.gz", "dolma_provided_documents_000.json.gz"):
         rows = read_all(InputSpec(paths=[str(shared_data / "commoncrawl/text" / name)]))

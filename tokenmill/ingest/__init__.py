@@ -15,13 +15,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import xxhash
 
 from tokenmill.config import InputSpec
 from tokenmill.ingest.extract import ExtractOptions, shared_extractor
 from tokenmill.ingest.paths import list_shards, shard_format
 from tokenmill.ingest.warc import RawDoc, iter_raw_docs
-from tokenmill.schema import DOC_SCHEMA
+from tokenmill.schema import DOC_SCHEMA, DROP_REASON, TEXT, with_drop_reason
 
 __all__ = ["list_shards", "read_documents", "shard_format"]
 
@@ -36,6 +37,7 @@ def read_documents(spec: InputSpec, path: str, batch_size: int) -> Iterator[pa.T
 
         reader = tables.read_parquet if fmt == "parquet" else tables.read_jsonl
         for table in reader(path, spec.source, batch_size):
+            table = apply_text_limits(table, spec)
             yield from (table.slice(k, batch_size) for k in range(0, table.num_rows, batch_size))
         return
     opts = ExtractOptions(spec.extractor, spec.main_content)
@@ -72,30 +74,31 @@ def _finish(docs: list[RawDoc], results: list[tuple[str, str | None]], spec: Inp
     pending = [d for d in docs if d.body is not None and d.drop_reason is None]
     for d, (text, reason) in zip(pending, results, strict=True):
         d.text, d.drop_reason, d.body = text, reason, None
-    ids, texts, reasons = [], [], []
-    for d in docs:
-        reason = d.drop_reason
-        if reason is None:
-            stripped = len(d.text.strip())
-            if stripped < max(spec.min_text_chars, 1):
-                reason = "ingest.empty_text"
-            elif len(d.text) > spec.max_text_chars:
-                reason = "ingest.text_too_long"
-        key = d.record_id if d.record_id else f"{path}\x00{d.offset}\x00{reason}"
-        ids.append(xxhash.xxh3_128_hexdigest(f"{spec.source}\x00{key}".encode()))
-        texts.append(d.text if reason is None else "")
-        reasons.append(reason)
+    keys = [d.record_id or f"{path}\x00{d.offset}\x00{d.drop_reason}" for d in docs]
     n = len(docs)
-    return pa.table({
-        "id": pa.array(ids, pa.string()),
+    table = pa.table({
+        "id": pa.array([xxhash.xxh3_128_hexdigest(f"{spec.source}\x00{k}".encode()) for k in keys], pa.string()),
         "url": pa.array([d.url for d in docs], pa.string()),
         "source": pa.array([spec.source] * n, pa.string()),
         "warc_path": pa.array([path] * n, pa.string()),
         "warc_offset": pa.array([d.offset for d in docs], pa.int64()),
         "warc_record_id": pa.array([d.record_id for d in docs], pa.string()),
         "warc_date": pa.array([d.date for d in docs], pa.string()),
-        "text": pa.array(texts, pa.large_string()),
+        "text": pa.array([d.text for d in docs], pa.large_string()),
         "language": pa.nulls(n, pa.string()),
         "language_score": pa.nulls(n, pa.float32()),
-        "drop_reason": pa.array(reasons, pa.string()),
+        "drop_reason": pa.array([d.drop_reason for d in docs], pa.string()),
     }, schema=DOC_SCHEMA)
+    return apply_text_limits(table, spec)
+
+
+def apply_text_limits(table: pa.Table, spec: InputSpec) -> pa.Table:
+    """Drop (vectorized) texts shorter than `min_text_chars` once stripped (`ingest.empty_text`) or longer than
+    `max_text_chars` (`ingest.text_too_long`); every dropped row's text becomes ""."""
+    text = table[TEXT]
+    short = pc.less(pc.utf8_length(pc.utf8_trim_whitespace(text)), max(spec.min_text_chars, 1))
+    long = pc.greater(pc.utf8_length(text), spec.max_text_chars)
+    reasons = pc.if_else(short, "ingest.empty_text", pc.if_else(long, "ingest.text_too_long", None))
+    table = with_drop_reason(table, reasons)
+    blank = pc.if_else(pc.is_valid(table[DROP_REASON]), pa.scalar("", pa.large_string()), table[TEXT])
+    return table.set_column(table.schema.get_field_index(TEXT), TEXT, blank)
