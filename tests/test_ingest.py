@@ -158,3 +158,17 @@ def test_trafilatura_extractor(shared_data):
     res = read_all(path)[0]
     assert traf["drop_reason"] is None and "Escopete" in traf["text"]
     assert traf["text"] != res["text"] and token_f1(traf["text"], res["text"]) > 0.6
+
+
+def test_zstd_warc(shared_data, tmp_path):
+    import gzip
+
+    from fastwarc.stream_io import ZstdWriter
+
+    name = "commoncrawl/warc/resiliparse_warcfile_CC-MAIN-2020-34.warc.gz"
+    zst = tmp_path / "x.warc.zst"
+    w = ZstdWriter(str(zst))
+    w.write(gzip.decompress((shared_data / name).read_bytes()))
+    w.close()
+    rows, gz_rows = read_all(zst), read_all(shared_data / name)
+    assert [(r["warc_record_id"], r["text"]) for r in rows] == [(r["warc_record_id"], r["text"]) for r in gz_rows]

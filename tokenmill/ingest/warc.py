@@ -52,6 +52,8 @@ def probe(path: str) -> tuple[bool, bool]:
     """(offsets are addressable, file starts with a WARC record) from the first PROBE_BYTES."""
     with _open(path) as f:
         head = f.read(PROBE_BYTES)
+    if head[:4] in (b"\x28\xb5\x2f\xfd", b"\x04\x22\x4d\x18"):  # zstd, lz4: fastwarc reads them; not probed
+        return False, True
     if head[:2] != b"\x1f\x8b":
         return True, head.lstrip()[:5] == b"WARC/"
     d = zlib.decompressobj(31)
