@@ -1,8 +1,8 @@
 """Mixture loader throughput: tokens/s delivered at seq_len 4096 from local shards with 0, 1 and 2 DataLoader
-workers, against a plain memmap read of the same bytes (the same sequences in the same order, one slice each,
+workers (0 = inline in the training process), against a plain memmap read of the same bytes (the same sequences in the same order, one slice each,
 stacked into int64 batches). Also reports provenance bytes per step (global batch 8 rows at seq 4096).
 
-    python -m benchmarks.loader [--tokens 24000000] [--steps 40]
+    python -m benchmarks.loader [--tokens 24000000] [--steps 1000]
 
 Input: generated token shards (two sources, 60/40 mix, documents of 50-3000 tokens, uint16), written once to a
 temporary folder. The loader's work per row beyond the raw read: the mixture lookup (Feistel permutation, block
@@ -70,22 +70,14 @@ def loader_reader(packed, schedule, steps: int, workers: int, with_docs: bool = 
     return run
 
 
-def inline_reader(packed, schedule, steps: int):
-    """The loader's own work without any prefetching (no thread, no workers)."""
-    def run() -> int:
-        data = MixtureMicroBatches(packed, schedule, RankLayout(GLOBAL_BATCH, GLOBAL_BATCH), max_steps=steps)
-        return sum(data[k]["tokens_BL"].size for k in range(steps))
-    return run
-
-
 def provenance_bytes_per_step(packed, schedule, steps: int, folder: Path) -> float:
     data = MixtureMicroBatches(packed, schedule, RankLayout(GLOBAL_BATCH, GLOBAL_BATCH), max_steps=steps)
-    writer = ProvenanceWriter(folder, 0, schedule.sources)
+    writer = ProvenanceWriter(folder, 0, schedule.sources, packed)
     rng = np.random.default_rng(0)
     for k in range(steps):
         mb = data[k]
         row_loss = rng.uniform(2, 4, GLOBAL_BATCH).astype(np.float32)
-        writer.add(k, mb, 0, row_loss, [rng.uniform(2, 4, len(d)).astype(np.float32) for d in mb["docs"]])
+        writer.add(k, mb, 0, row_loss, rng.uniform(2, 4, len(mb["spans"])).astype(np.float32))
     writer.flush()
     return writer.bytes_written / steps
 
@@ -93,7 +85,7 @@ def provenance_bytes_per_step(packed, schedule, steps: int, folder: Path) -> flo
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--tokens", type=int, default=24_000_000, help="tokens per source (two sources)")
-    p.add_argument("--steps", type=int, default=40, help="global batches of 8 x 4096 tokens per timed pass")
+    p.add_argument("--steps", type=int, default=1000, help="global batches of 8 x 4096 tokens per timed pass")
     p.add_argument("--repeats", type=int, default=3)
     a = p.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -111,7 +103,6 @@ def main() -> None:
         for w in (0, 1, 2):
             fns[f"loader_w{w}"] = loader_reader(packed, schedule, a.steps, w)
         fns["loader_w0_nodocs"] = loader_reader(packed, schedule, a.steps, 0, with_docs=False)
-        fns["loader_inline"] = inline_reader(packed, schedule, a.steps)
         best = alternate(fns, repeats=a.repeats, warmup=1)
         tokens = a.steps * GLOBAL_BATCH * (SEQ_LEN + 1)
         rates = {name: tokens / t for name, t in best.items()}

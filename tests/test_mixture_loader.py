@@ -38,8 +38,10 @@ def test_tokens_show_their_source(packed):
             name = ["code", "math", "web"][src]
             body = row[row != 0]  # EOS = 0
             assert ((body >= ORIGIN_BASE[name]) & (body < ORIGIN_BASE[name] + ORIGIN_SPAN)).all()
-        for spans, src in zip(mb["docs"], mb["source_B"].tolist(), strict=False):
-            assert all(doc_id.startswith(["code", "math", "web"][src]) for doc_id, *_ in spans)
+        for row, shard, doc_row, seq_start, seq_stop, _ in mb["spans"].tolist():
+            name = ["code", "math", "web"][int(mb["source_B"][row])]
+            doc_id = packed[name].ds.index(shard).column("id")[doc_row].as_py()
+            assert doc_id.startswith(name) and 0 <= seq_start < seq_stop <= SEQ_LEN + 1
 
 
 def test_two_workers_two_ranks_are_disjoint_and_cover_the_single_process_sequence(packed):

@@ -40,8 +40,8 @@ class DataSpec(Strict):
     seed: int = 0
     block_size: int | None = Field(default=None, ge=1)  # samples per exact-count block; default one global batch
     on_exhausted: Literal["wrap", "stop"] = "wrap"  # wrap: new epoch with a fresh permutation
-    num_workers: int = Field(default=0, ge=0)  # DataLoader worker processes per rank
-    prefetch: int = Field(default=2, ge=1)  # micro-batches queued ahead (per worker, or by a thread with 0 workers)
+    num_workers: int = Field(default=0, ge=0)  # DataLoader worker processes per rank; 0 = read inline
+    prefetch: int = Field(default=2, ge=1)  # micro-batches each worker keeps ready
 
 
 class BatchSpec(Strict):

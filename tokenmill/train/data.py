@@ -4,15 +4,15 @@ Micro-batch numbering: step s holds global samples [s·G, (s+1)·G) (G = global 
 contiguous slice [s·G + r·G/W, s·G + (r+1)·G/W), cut into micro-batches of `micro_batch_size`. The k-th micro-batch
 of a rank is therefore a pure function of (k, r): a map-style Dataset over k, so DataLoader workers receive
 disjoint micro-batches round-robin and return them in order, and resuming at step s starts at k = s·M. With no
-workers, a thread prefetches `prefetch` micro-batches ahead (NumPy copies release the GIL). Sequences come from
+workers the training process reads inline (a prefetch thread was 2-3x slower: it fights the consumer for the GIL);
+with workers, each keeps `prefetch` micro-batches ahead. Sequences come from
 `tokenmill.tokenize.packing.PackedSequences`, the token-shard reader; each row carries its document spans for the
 provenance log. Measured (benchmarks/loader.py): see the module's results in benchmarks/RESULTS.md.
 """
 
 from __future__ import annotations
 
-import queue
-import threading
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -21,8 +21,6 @@ import torch
 from torch.utils.data import DataLoader, Dataset, get_worker_info
 
 from tokenmill.train.mixture import MixtureSchedule
-
-DOC_FIELDS = ("doc_id", "url", "seq_start", "seq_stop", "doc_token_start")
 
 
 @dataclass(frozen=True)
@@ -56,19 +54,35 @@ class RankLayout:
 LOCATE_CHUNK_STEPS = 64  # steps of sample → (source, sequence) lookups computed in one vectorized call
 
 
+SPAN_COLUMNS = ("row", "shard", "doc_row", "seq_start", "seq_stop", "doc_token_start")  # batch["spans"] columns
+
+
 class _ShardIndex:
-    """One shard's document index as plain arrays (built once per process; reading it per row costs ~60 µs)."""
+    """One shard's document token ranges as Python lists (built once per process): for the handful of documents
+    in a row, `bisect` on a list beats NumPy's per-call overhead (~4x here)."""
 
     def __init__(self, table) -> None:
-        self.starts = table.column("token_start").to_numpy()
-        self.ends = self.starts + table.column("token_count").to_numpy()
-        self.starts_list, self.ends_list = self.starts.tolist(), self.ends.tolist()
-        self.ids = table.column("id").to_pylist()
-        self.urls = table.column("url").to_pylist()
+        starts = table.column("token_start").to_numpy()
+        self.starts = starts.tolist()
+        self.ends = (starts + table.column("token_count").to_numpy()).tolist()
+
+
+def document_spans(index: _ShardIndex, shard: int, row: int, start: int, length: int, pos: int,
+                   out: list[tuple]) -> None:
+    """Append the spans (SPAN_COLUMNS) of the documents overlapping tokens [start, start + length) of `shard`,
+    placed at `pos` in `row`."""
+    stop = start + length
+    first = max(bisect_right(index.starts, start) - 1, 0)
+    for d in range(first, bisect_left(index.starts, stop)):
+        a, b = max(index.starts[d], start), min(index.ends[d], stop)
+        if a < b:
+            out.append((row, shard, d, pos + a - start, pos + b - start, a - index.starts[d]))
 
 
 class MixtureMicroBatches(Dataset):
-    """Map-style dataset: item k is rank-local micro-batch k as a dict of tensors plus document spans."""
+    """Map-style dataset: item k is rank-local micro-batch k as a dict of arrays, with `spans` (SPAN_COLUMNS) saying
+    which document rows of which shard fill which token range of which row (ids and urls are looked up only when
+    the provenance log is written)."""
 
     def __init__(self, sources: dict, schedule: MixtureSchedule, layout: RankLayout, with_docs: bool = True,
                  max_steps: int | None = None) -> None:
@@ -77,6 +91,7 @@ class MixtureMicroBatches(Dataset):
         self.layout = layout
         self.with_docs = with_docs
         self.max_steps = max_steps
+        self._token_dtype = np.result_type(*[p.ds.dtype for p in sources.values()])
         self._reset()
 
     def _reset(self) -> None:
@@ -143,44 +158,28 @@ class MixtureMicroBatches(Dataset):
             idx = self._shard_index[(name, shard)] = _ShardIndex(self.sources[name].ds.index(shard))
         return idx
 
-    def _spans(self, name: str, shard: int, segs: list[tuple[int, int, int, int]], docs: list[list]) -> None:
-        """Append to docs[row] the document spans of each (row, start, length, pos) range of one shard."""
-        idx = self._index(name, shard)
-        seg = np.array(segs, dtype=np.int64).reshape(-1, 4)
-        first = np.maximum(idx.starts.searchsorted(seg[:, 1], side="right") - 1, 0).tolist()
-        last = idx.starts.searchsorted(seg[:, 1] + seg[:, 2], side="left").tolist()
-        starts, ends, ids, urls = idx.starts_list, idx.ends_list, idx.ids, idx.urls
-        for (r, start, length, pos), f, z in zip(segs, first, last, strict=False):
-            stop = start + length
-            for d in range(f, z):
-                a, b = max(starts[d], start), min(ends[d], stop)
-                if a < b:
-                    docs[r].append((ids[d], urls[d], pos + a - start, pos + b - start, a - starts[d]))
-
     def __getitem__(self, k: int) -> dict:
         sample_B = self.layout.sample_indices(k)
         src_B, seq_B, epoch_B = self._locate(sample_B)
         B = len(sample_B)
         L = next(iter(self.sources.values())).L
-        tokens_BL = np.empty((B, L), dtype=np.int64)
+        # stored dtype (uint16/uint32): 4x fewer bytes through worker pipes; widened to int64 by as_tensors
+        tokens_BL = np.empty((B, L), dtype=self._token_dtype)
         n_valid_B = np.zeros(B, dtype=np.int64)
-        docs: list[list[tuple]] = [[] for _ in range(B)]
+        spans: list[tuple] = []
         for s in np.unique(src_B).tolist():
             name = self.schedule.sources[s]
             packed = self.sources[name]
             rows = np.flatnonzero(src_B == s)
-            by_shard: dict[int, list[tuple[int, int, int, int]]] = {}
             for r, segments in zip(rows.tolist(), self._segments(name, seq_B[rows]), strict=False):
                 pos = 0
                 for shard, start, length in segments:
                     tokens_BL[r, pos:pos + length] = self._read(name, shard, start, start + length)
-                    by_shard.setdefault(shard, []).append((r, start, length, pos))
+                    if self.with_docs:
+                        document_spans(self._index(name, shard), shard, r, start, length, pos, spans)
                     pos += length
                 tokens_BL[r, pos:] = packed.ds.pad_id
                 n_valid_B[r] = pos
-            if self.with_docs:
-                for shard, segs in by_shard.items():
-                    self._spans(name, shard, segs, docs)
         info = get_worker_info()
         batch = {  # NumPy, not tensors: pickled through the worker pipe, ~5x cheaper than torch's shared memory
             "k": k, "tokens_BL": tokens_BL, "n_valid_B": n_valid_B, "sample_B": sample_B,
@@ -188,13 +187,15 @@ class MixtureMicroBatches(Dataset):
             "epoch_B": np.ascontiguousarray(epoch_B), "worker": -1 if info is None else info.id,
         }
         if self.with_docs:
-            batch["docs"] = docs
+            spans.sort()  # by row, then shard and position
+            batch["spans"] = np.array(spans, dtype=np.int64).reshape(-1, len(SPAN_COLUMNS))
         return batch
 
 
 def as_tensors(batch: dict, pin_memory: bool = False) -> dict:
     """The micro-batch's arrays as tensors (zero-copy; pinned for fast host-to-GPU copies when asked)."""
-    out = {k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v for k, v in batch.items()}
+    out = {k: torch.from_numpy(v) if isinstance(v, np.ndarray) and k != "spans" else v for k, v in batch.items()}
+    out["tokens_BL"] = torch.from_numpy(batch["tokens_BL"].astype(np.int64))
     if pin_memory:
         out["tokens_BL"] = out["tokens_BL"].pin_memory()
     return out
@@ -215,33 +216,13 @@ def _identity(x):
     return x
 
 
-def _thread_prefetch(items: Iterator, depth: int) -> Iterator:
-    """Run `items` in a background thread, `depth` ahead; exceptions are re-raised in the consumer."""
-    q: queue.Queue = queue.Queue(maxsize=depth)
-    done = object()
-
-    def produce() -> None:
-        try:
-            for item in items:
-                q.put(item)
-        except BaseException as err:  # noqa: BLE001 — handed to the consumer, which re-raises it
-            q.put(err)
-        q.put(done)
-
-    threading.Thread(target=produce, daemon=True).start()
-    while (item := q.get()) is not done:
-        if isinstance(item, BaseException):
-            raise item
-        yield item
-
-
 def micro_batches(dataset: MixtureMicroBatches, start_step: int, stop_step: int, num_workers: int = 0,
                   prefetch: int = 2, pin_memory: bool = False) -> Iterator[dict]:
     """This rank's micro-batches for steps [start_step, stop_step), in order."""
     M = dataset.layout.micro_per_step
     sampler = _Sequential(start_step * M, stop_step * M)
-    if num_workers == 0:
-        return _thread_prefetch((as_tensors(dataset[k], pin_memory) for k in sampler), prefetch)
+    if num_workers == 0:  # inline: a prefetch thread measured 2-3x slower here (it fights the consumer for the GIL)
+        return (as_tensors(dataset[k], pin_memory) for k in sampler)
     loader = DataLoader(dataset, sampler=sampler, batch_size=None, num_workers=num_workers,
                         prefetch_factor=prefetch, collate_fn=_identity,
                         persistent_workers=False, multiprocessing_context="fork" if _can_fork() else None)

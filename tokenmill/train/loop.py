@@ -89,7 +89,7 @@ class Trainer:
         if info.is_main:
             prov.rewind(self.run_dir, self.step)
         barrier(info)
-        self.prov = prov.ProvenanceWriter(self.run_dir, info.rank, self.schedule.sources) \
+        self.prov = prov.ProvenanceWriter(self.run_dir, info.rank, self.schedule.sources, self.packed) \
             if job.provenance.enabled else None
         self.epochs = {n: 0 for n in self.schedule.sources}
         if ckpt and info.is_main:
@@ -201,7 +201,7 @@ class Trainer:
                 continue
             valid = p["valid_BT"]
             row_loss = ((p["ce_BT"] * valid).sum(1) / valid.sum(1).clamp(min=1)).cpu().numpy()
-            docs = prov.doc_losses(p["ce_BT"], valid, mb.get("docs", [[] for _ in row_loss]))
+            docs = prov.doc_losses(p["ce_BT"], valid, mb["spans"])
             self.prov.add(step, mb, self.layout.row_in_step(mb["k"]), row_loss, docs, skipped)
 
     # -- the run ------------------------------------------------------------------------------------------------

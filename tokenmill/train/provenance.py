@@ -39,43 +39,45 @@ SCHEMA = pa.schema([
 ])
 
 
-def doc_losses(ce_BT: torch.Tensor, valid_BT: torch.Tensor, docs: list[list[tuple]]) -> list[np.ndarray]:
-    """Mean CE of each document span, per row. Target index t predicts token t+1, so a document occupying tokens
-    [a, b) of the sequence owns targets [max(a, 1) - 1, b - 1)."""
-    B, T = ce_BT.shape
-    csum_BT1 = torch.nn.functional.pad((ce_BT * valid_BT).cumsum(1), (1, 0)).cpu().numpy()
+def doc_losses(ce_BT: torch.Tensor, valid_BT: torch.Tensor, spans_N6: np.ndarray) -> np.ndarray:
+    """Mean CE of each document span (NaN when it holds no target). Target t predicts token t+1, so a document on
+    tokens [a, b) of its row owns targets [max(a, 1) - 1, b - 1)."""
+    T = ce_BT.shape[1]
+    csum_BT1 = torch.nn.functional.pad((ce_BT * valid_BT).cumsum(1), (1, 0)).double().cpu().numpy()
     cnt_BT1 = torch.nn.functional.pad(valid_BT.cumsum(1), (1, 0)).cpu().numpy()
-    out = []
-    for b, spans in enumerate(docs):
-        if not spans:
-            out.append(np.zeros(0, np.float32))
-            continue
-        a = np.clip(np.array([s[2] for s in spans]), 1, T + 1) - 1
-        z = np.clip(np.array([s[3] for s in spans]) - 1, 0, T)
-        z = np.maximum(z, a)
-        n = cnt_BT1[b, z] - cnt_BT1[b, a]
-        total = csum_BT1[b, z] - csum_BT1[b, a]
-        out.append(np.where(n > 0, total / np.maximum(n, 1), np.nan).astype(np.float32))
-    return out
+    row_N, a_N, b_N = spans_N6[:, 0], spans_N6[:, 3], spans_N6[:, 4]
+    lo_N = np.clip(a_N, 1, T + 1) - 1
+    hi_N = np.maximum(np.clip(b_N - 1, 0, T), lo_N)
+    n_N = cnt_BT1[row_N, hi_N] - cnt_BT1[row_N, lo_N]
+    total_N = csum_BT1[row_N, hi_N] - csum_BT1[row_N, lo_N]
+    return np.where(n_N > 0, total_N / np.maximum(n_N, 1), np.nan).astype(np.float32)
 
 
 class ProvenanceWriter:
-    """Buffers rows in memory; `flush()` writes the buffered steps as one Parquet file."""
+    """Buffers rows in memory; `flush()` writes the buffered steps as one Parquet file, looking document ids and
+    urls up in the sources' shard indexes once per flush (Arrow `take`), not per row."""
 
-    def __init__(self, run_dir: str | Path, rank: int, source_names: list[str]) -> None:
+    def __init__(self, run_dir: str | Path, rank: int, source_names: list[str], sources: dict) -> None:
         self.dir = Path(run_dir) / PROVENANCE_DIR
         self.rank = rank
         self.source_names = source_names
-        self._rows: dict[str, list] = {name: [] for name in SCHEMA.names}
-        self._first_step: int | None = None
-        self._last_step: int | None = None
+        self.sources = sources  # name -> PackedSequences: its .ds.index(shard) has the ids and urls
+        self._reset()
         self.bytes_written = 0
         self.steps_written = 0
 
-    def add(self, step: int, batch: dict, row0: int, row_loss_B: np.ndarray, doc_loss: list[np.ndarray],
+    def _reset(self) -> None:
+        self._rows: dict[str, list] = {name: [] for name in SCHEMA.names if name != "docs"}
+        self._spans: list[np.ndarray] = []  # per micro-batch: (global row, source id, shard, doc_row, a, b, start)
+        self._losses: list[np.ndarray] = []
+        self._first_step: int | None = None
+        self._last_step: int | None = None
+
+    def add(self, step: int, batch: dict, row0: int, row_loss_B: np.ndarray, doc_loss_N: np.ndarray,
             skipped: bool = False) -> None:
         B = len(row_loss_B)
         r = self._rows
+        first_row = len(r["step"])
         r["step"] += [step] * B
         r["rank"] += [self.rank] * B
         r["row"] += list(range(row0, row0 + B))
@@ -85,25 +87,44 @@ class ProvenanceWriter:
         r["epoch"] += batch["epoch_B"].tolist()
         r["row_loss"] += row_loss_B.tolist()
         r["skipped"] += [skipped] * B
-        r["docs"] += [[{"doc_id": d[0], "url": d[1], "seq_start": d[2], "seq_stop": d[3], "doc_token_start": d[4],
-                        "loss": None if np.isnan(l_) else float(l_)} for d, l_ in zip(spans, losses, strict=False)]
-                      for spans, losses in zip(batch.get("docs", [[]] * B), doc_loss, strict=False)]
+        spans_N6 = batch.get("spans", np.zeros((0, 6), np.int64))
+        source_N = np.asarray(batch["source_B"])[spans_N6[:, 0]]
+        self._spans.append(np.column_stack([spans_N6[:, 0] + first_row, source_N, spans_N6[:, 1:]]))
+        self._losses.append(doc_loss_N)
         self._first_step = step if self._first_step is None else self._first_step
         self._last_step = step
+
+    def _docs_column(self, n_rows: int) -> pa.Array:
+        spans = np.concatenate(self._spans) if self._spans else np.zeros((0, 7), np.int64)
+        losses = np.concatenate(self._losses) if self._losses else np.zeros(0, np.float32)
+        ids = np.empty(len(spans), dtype=object)
+        urls = np.empty(len(spans), dtype=object)
+        for src, shard in {(int(a), int(b)) for a, b in spans[:, 1:3]}:
+            sel = (spans[:, 1] == src) & (spans[:, 2] == shard)
+            index = self.sources[self.source_names[src]].ds.index(shard)
+            take = pa.array(spans[sel, 3])
+            ids[sel] = index.column("id").take(take).to_numpy(zero_copy_only=False)
+            urls[sel] = index.column("url").take(take).to_numpy(zero_copy_only=False)
+        struct = pa.StructArray.from_arrays(
+            [pa.array(ids, pa.string()), pa.array(urls, pa.string()), pa.array(spans[:, 4], pa.int32()),
+             pa.array(spans[:, 5], pa.int32()), pa.array(spans[:, 6], pa.int64()),
+             pa.array(losses, pa.float32(), mask=np.isnan(losses))], fields=list(DOC_TYPE))
+        offsets = np.searchsorted(spans[:, 0], np.arange(n_rows + 1)).astype(np.int32)
+        return pa.ListArray.from_arrays(pa.array(offsets), struct)
 
     def flush(self) -> Path | None:
         if self._first_step is None:
             return None
         a, b = self._first_step, self._last_step + 1
         path = self.dir / f"rank-{self.rank}-steps-{a:08d}-{b:08d}.parquet"
-        table = pa.table(self._rows, schema=SCHEMA)
+        columns = {**self._rows, "docs": self._docs_column(len(self._rows["step"]))}
+        table = pa.table({name: columns[name] for name in SCHEMA.names}, schema=SCHEMA)
         sink = ParquetSink(path, SCHEMA)
         sink.write(table)
         sink.close()
         self.bytes_written += path.stat().st_size
         self.steps_written += b - a
-        self._rows = {name: [] for name in SCHEMA.names}
-        self._first_step = self._last_step = None
+        self._reset()
         return path
 
 
