@@ -55,6 +55,7 @@ class TokenDataset:
 
     def _reset(self) -> None:
         self._mm: dict[int, np.ndarray] = {}
+        self._arr: dict[int, np.ndarray] = {}
         self._verified: set[int] = set()
         self._index: dict[int, pa.Table] = {}
         self._starts: dict[int, np.ndarray] = {}
@@ -63,7 +64,7 @@ class TokenDataset:
 
     def __getstate__(self) -> dict:  # picklable for DataLoader / Ray workers: caches are rebuilt there
         state = self.__dict__.copy()
-        for k in ("_mm", "_index", "_starts", "_remote", "_cache", "_verified"):
+        for k in ("_mm", "_arr", "_index", "_starts", "_remote", "_cache", "_verified"):
             state.pop(k, None)
         return state
 
@@ -166,7 +167,10 @@ class TokenDataset:
         if not 0 <= start <= stop <= n:
             raise IndexError(f"{self.root}: range [{start}, {stop}) outside shard {shard} ({n} tokens)")
         if not self.is_remote:
-            return self.tokens(shard)[start:stop]
+            arr = self._arr.get(shard)
+            if arr is None:  # a plain ndarray over the same mapping slices ~5x faster than the memmap subclass
+                arr = self._arr[shard] = np.asarray(self.tokens(shard))
+            return arr[start:stop]
         self._check_shard(shard)
         rs = self._remote.get(shard)
         if rs is None:
