@@ -7,7 +7,7 @@
 
 Parity: with the same weights our logits equal transformers' DeepseekV3ForCausalLM (float32, relative error ~4e-7,
 tests/test_model_parity.py); `tokenmill.train.model_hf.to_hf_state_dict` maps the names. Training step on CPU vs
-that model, same config and batch (benchmarks/train.py, CPU time): 1.19x in fp32, 1.78x under bf16 autocast.
+that model, same config and batch (benchmarks/train.py, CPU time, two runs): 1.15-1.19x fp32, 1.78x bf16 autocast.
 
 Legend: B batch, T sequence, D model dim, V vocabulary, L MoE layers (main layers, then the MTP block's), E experts.
 """
