@@ -193,3 +193,22 @@ def test_out_of_range_ids_are_refused_naming_the_document(tmp_path):
     pairs = [({"id": "ok", "url": None, "source": "s"}, [1, 2]), ({"id": "bad", "url": None, "source": "s"}, [70_000])]
     with pytest.raises(ValueError, match="document 'bad' has a token id outside \\[0, 1000\\)"):
         write_token_dataset(tmp_path / "ds", pairs, vocab_size=1000, eos_id=999)
+
+
+def test_corrupt_remote_shards_are_refused_naming_the_url(small_dataset):
+    short = small_dataset / "shard-00001.bin"
+    short.write_bytes(short.read_bytes()[:-9])
+    flipped = small_dataset / "shard-00002.bin"
+    data = bytearray(flipped.read_bytes())
+    data[100] ^= 1
+    flipped.write_bytes(bytes(data))
+    (small_dataset / "shard-00003.bin").unlink()
+    with serve_directory(small_dataset.parent) as base:
+        remote = TokenDataset.open(f"{base}/ds")
+        remote.read(0, 0, 10)  # the intact shard still reads
+        with pytest.raises(ShardError, match=r"http://127.0.0.1:\d+/ds/shard-00001.bin: .*cut short"):
+            remote.read(1, 0, 10)
+        with pytest.raises(ShardError, match=r"/ds/shard-00002.bin: block 0 .*checksum"):
+            remote.read(2, 0, 10)
+        with pytest.raises(ShardError, match=r"/ds/shard-00003.bin: shard file missing"):
+            remote.read(3, 0, 10)
