@@ -28,7 +28,7 @@ import xxhash
 
 FORMAT = "tokenmill.tokens/1"
 META_NAME = "dataset.json"
-BLOCK_BYTES = 1 << 20  # 1 MiB: remote reads fetch and verify whole blocks; ~0.3 ms of HTTP per block on loopback
+BLOCK_BYTES = 1 << 20  # 1 MiB: the unit of remote fetches, cache entries and checks (1 per 512k uint16 tokens)
 UINT16_MAX_VOCAB = 1 << 16  # ids 0..65535 fit in uint16
 EOS_CANDIDATES = ("<|endoftext|>", "</s>", "<|end_of_text|>", "<｜end▁of▁sentence｜>", "<eos>", "[SEP]")
 PAD_CANDIDATES = ("<|pad|>", "<|padding|>", "<pad>", "[PAD]", "<｜▁pad▁｜>")

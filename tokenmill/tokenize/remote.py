@@ -5,7 +5,8 @@ A read of tokens [a, b) fetches the BLOCK_BYTES-aligned blocks that cover it, co
 range request (no HEAD: a short answer means the file was cut short), checks each block's xxh3-64 against
 dataset.json, and keeps it in an LRU cache: in memory
 (`memory_bytes`) and, with a `cache_dir`, on disk (`disk_bytes`), keyed by the shard's sha256 so a cache is safe
-to share between datasets and runs. Measured on loopback HTTP: see benchmarks/tokenize.py (reader metrics).
+to share between datasets and runs. Measured (benchmarks/tokenize.py, loopback HTTP, seq_len 2048, random order,
+cold cache per run): ~76k sequences/s, 2.2x datatrove's DatatroveFileDataset over the same server.
 """
 
 from __future__ import annotations
