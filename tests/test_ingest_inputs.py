@@ -210,4 +210,29 @@ def test_wat_response_metadata_is_accounted_not_kept(tmp_path):
     path.write_bytes(meta("request", "a") + meta("response", "b") + meta("metadata", "c") + b"{not a warc")
     rows = read_all(InputSpec(paths=[str(path)]))
     assert [(r["warc_record_id"], r["drop_reason"]) for r in rows] == [
-        ("b", "ingest.wat_no_text"), (None, "ingest.truncated_file")]  # the garbage after the last record
+        ("b", "ingest.wat_no_text"), (None, "ingest.corrupt_record")]  # the garbage after the last member
+
+
+def test_clipped_and_corrupted_gzip_never_crash_and_are_counted(small_crawl, tmp_path):
+    """Clip the file anywhere: good records, then one truncated_file row. Corrupt a gzip member in the middle:
+    a corrupt_record row, and reading resumes at the next member."""
+    import random
+
+    data = (small_crawl / "crawl-00000.warc.gz").read_bytes()
+    full = read_all(InputSpec(paths=[str(small_crawl / "crawl-00000.warc.gz")]))
+    rng = random.Random(0)
+    for k in range(6):
+        path = tmp_path / f"clip{k}.warc.gz"
+        path.write_bytes(data[: rng.randrange(1000, len(data) - 10)])
+        rows = read_all(InputSpec(paths=[str(path)]))
+        assert rows[-1]["drop_reason"] == "ingest.truncated_file"
+        assert [r["id"] for r in rows[:-1]] == [r["id"] for r in full[: len(rows) - 1]]
+    mid = full[50]["warc_offset"]  # a response member in the middle: flip a byte inside its deflate data
+    broken = bytearray(data)
+    broken[mid + 40] ^= 0xFF
+    path = tmp_path / "flip.warc.gz"
+    path.write_bytes(bytes(broken))
+    rows = read_all(InputSpec(paths=[str(path)]))
+    reasons = Counter(r["drop_reason"] for r in rows)
+    assert reasons["ingest.corrupt_record"] >= 1 and "ingest.truncated_file" not in reasons
+    assert {r["id"] for r in full[60:]} <= {r["id"] for r in rows}  # everything after the break is read
