@@ -75,3 +75,24 @@ def test_trace_step_lists_documents_with_consistent_losses(spiked_run, capsys):
     assert out.startswith(f"step 25: {len(docs)} document spans in 8 rows") and "https://web.example/doc/" in out
     assert main(["trace", "step", str(run), "999"]) == 2
     assert "no provenance for step 999 (steps logged: 0..43)" in capsys.readouterr().err
+
+
+def test_stop_policy_stops_before_the_spike_and_resume_can_drop_the_bad_stage(spiked_run, tmp_path, capsys):
+    root = spiked_run[0].parent
+    web, planted = root / "web", root / "planted"
+    stages = [{"start_step": 0, "weights": {"web": 1.0}},
+              {"start_step": SPIKE_STEP, "weights": {"web": 6, "planted": 2}},
+              {"start_step": SPIKE_STEP + 1, "weights": {"web": 1.0}}]
+    spikes = {"window": 20, "min_history": 10, "z_threshold": 4.0, "policy": "stop"}
+    job = write_job(tmp_path / "job.yaml", tmp_path / "run", {"web": web, "planted": planted}, stages=stages,
+                    max_steps=SPIKE_STEP + 4, spikes=spikes, provenance={"flush_every": 16})
+    summary = train_from_spec(str(job))
+    assert summary["step"] == SPIKE_STEP and summary["reason"].startswith(f"loss spike at step {SPIKE_STEP}")
+    assert spike_report(tmp_path / "run")[0]["documents"][0]["doc_id"] == "planted-00000"
+    # the planted stages start at the stop step, so they are still the future: a resume may drop them
+    write_job(tmp_path / "job.yaml", tmp_path / "run", {"web": web, "planted": planted}, stages=stages[:1],
+              max_steps=SPIKE_STEP + 4, spikes=spikes, provenance={"flush_every": 16})
+    capsys.readouterr()
+    summary = train_from_spec(str(job), resume=True)
+    assert summary["step"] == SPIKE_STEP + 4 and summary["reason"] == "max_steps"
+    assert {d["source"] for d in step_documents(tmp_path / "run", SPIKE_STEP)} == {"web"}

@@ -69,11 +69,14 @@ class Trainer:
         if not resume and ckpt_io.list_checkpoints(self.run_dir):
             raise ConfigError(f"{where}: {self.run_dir} already holds checkpoints; pass --resume to continue, "
                               "or set run_dir to a new folder")
+        if resume and ckpt is None and ckpt_io.list_checkpoints(self.run_dir):
+            raise ConfigError(f"{where}: every checkpoint in {self.run_dir / 'checkpoints'} is corrupt (see above); "
+                              "nothing to resume from")
         if resume and ckpt is None and mix is not None:
             raise ConfigError(f"{where}: --mix needs a checkpoint to resume from; none found in {self.run_dir}")
         self.step = int(ckpt["meta"]["step"]) if ckpt else 0
         stored = ckpt["meta"]["mixture"] if ckpt else None
-        self.sources, self.stages = setup.resolve_mixture(job, stored, self.step, mix, where)
+        self.sources, self.stages, self.from_mix = setup.resolve_mixture(job, stored, self.step, mix, where)
         self.packed = setup.open_sources(self.sources, job)
         self.fps = {n: setup.source_fingerprint(p, job) for n, p in self.packed.items()}
         self.schedule = setup.build_schedule(self.packed, self.stages, job)
@@ -268,7 +271,8 @@ class Trainer:
             meta = {"model_args": setup.args_dict(self.args), "tokenizer": self.tokenizer, "job": self.job.name,
                     "world_size": self.info.world_size,
                     "optimizer_layout": "name" if self.info.enabled and strategy == "fsdp" else "index",
-                    "mixture": {"sources": self.sources, "stages": self.stages, "past": past,
+                    "mixture": {"sources": self.sources, "stages": self.stages, "from_mix": self.from_mix,
+                                "past": past,
                                 "fingerprint": self.schedule.past_fingerprint(self.step, self.fps)}}
             trainer_state = {"step": self.step, "rng_cpu": torch.get_rng_state(),
                              "spike_history": torch.tensor(self.spikes.state(), dtype=torch.float64)}

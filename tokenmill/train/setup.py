@@ -1,8 +1,8 @@
 """Building a run from its job spec, in dependency order: mixture (with resume rules) → sources → model args.
 
 Resume rules for the mixture (DESIGN.md "Mixture"): the effective schedule is the job's stages, extended by stages
-an earlier `--mix` appended (read back from the checkpoint when the job's stages are a prefix of them), then by this
-resume's `--mix` stages. Appended stages must start at or after the resume step, and the fingerprint of the
+an earlier `--mix` appended (the checkpoint lists them), then by this resume's `--mix` stages. Stages of the job
+that have not begun may be edited or dropped. Appended stages must start at or after the resume step, and the fingerprint of the
 schedule's past must equal the checkpoint's; otherwise the resume is refused, naming the stage that changed.
 """
 
@@ -23,15 +23,16 @@ def _stage_dicts(stages: list[MixStageSpec]) -> list[dict]:
 
 
 def resolve_mixture(job: TrainJob, stored: dict | None, resume_step: int, mix_path: str | None,
-                    where: str) -> tuple[dict[str, str], list[dict]]:
-    """(sources name -> path, stages as dicts) for this run."""
+                    where: str) -> tuple[dict[str, str], list[dict], list[dict]]:
+    """(sources name -> path, stages as dicts, the stages that came from --mix files) for this run."""
     sources = dict(job.data.sources)
     stages = _stage_dicts(job.data.stages)
-    if stored is not None:
-        old = stored["stages"]
-        if len(old) > len(stages) and old[: len(stages)] == stages:
-            print(f"tokenmill: keeping {len(old) - len(stages)} stage(s) appended by an earlier --mix", flush=True)
-            stages = [dict(s) for s in old]
+    from_mix: list[dict] = []
+    if stored is not None:  # stages an earlier --mix appended live only in the checkpoint: keep them
+        from_mix = [dict(s) for s in stored.get("from_mix", []) if s not in stages]
+        if from_mix:
+            print(f"tokenmill: keeping {len(from_mix)} stage(s) appended by an earlier --mix", flush=True)
+            stages += from_mix
             for name, path in stored["sources"].items():
                 sources.setdefault(name, path)
     if mix_path is not None:
@@ -46,13 +47,14 @@ def resolve_mixture(job: TrainJob, stored: dict | None, resume_step: int, mix_pa
                 raise ConfigError(f"{mix_path}: stages[{i}].start_step={st.start_step} is before the resume step "
                                   f"{resume_step}: a new stage may only change the future")
         stages += _stage_dicts(mix.stages)
+        from_mix += _stage_dicts(mix.stages)
     check_stages([MixStageSpec(**s) for s in stages], sources, where, key="mixture.stages")
     block = job.data.block_size or job.batch.global_batch_size
     for i, st in enumerate(stages):
         if st["start_step"] * job.batch.global_batch_size % block:
             raise ConfigError(f"{where}: mixture.stages[{i}].start_step={st['start_step']} is not on a block "
                               f"boundary (data.block_size={block})")
-    return sources, stages
+    return sources, stages, from_mix
 
 
 def open_sources(sources: dict[str, str], job: TrainJob) -> dict:
