@@ -132,6 +132,8 @@ class Trainer:
         T = tokens_BL.shape[1] - 1
         pos_T = torch.arange(T, device=dev)
         valid_BT = (pos_T[None, :] + 1 < mb["n_valid_B"].to(dev)[:, None]).float()  # target t = token t+1
+        if hasattr(self.wrapped, "set_requires_gradient_sync"):  # FSDP2: reduce-scatter on the last micro-batch only
+            self.wrapped.set_requires_gradient_sync(sync)
         ctx = contextlib.nullcontext() if sync or not hasattr(self.wrapped, "no_sync") else self.wrapped.no_sync()
         with ctx:
             with self._autocast():
