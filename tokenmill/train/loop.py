@@ -119,6 +119,8 @@ class Trainer:
             load_optimizer_state(self.model, self.optimizer, ckpt["optimizer"], self.info,
                                  self.job.distributed.strategy)
             torch.set_rng_state(ckpt["trainer"]["rng_cpu"])
+            if torch.cuda.is_available() and len(ckpt["trainer"].get("rng_cuda", [])) == torch.cuda.device_count():
+                torch.cuda.set_rng_state_all(ckpt["trainer"]["rng_cuda"])
 
     # -- one step -----------------------------------------------------------------------------------------------
     def _autocast(self):
@@ -277,6 +279,7 @@ class Trainer:
                                 "past": past,
                                 "fingerprint": self.schedule.past_fingerprint(self.step, self.fps)}}
             trainer_state = {"step": self.step, "rng_cpu": torch.get_rng_state(),
+                             "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
                              "spike_history": torch.tensor(self.spikes.state(), dtype=torch.float64)}
             ckpt_io.save_checkpoint(self.run_dir, self.step, model_state, optim_state, trainer_state, meta,
                                     self.job.checkpoint.keep_last)
