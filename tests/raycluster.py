@@ -104,10 +104,40 @@ class LoopbackCluster:
                 time.sleep(0.5)
         raise RuntimeError(f"Ray head did not come up; log:\n{self.nodes[0].log.read_text()[-3000:]}")
 
-    def submit(self, entrypoint: str, working_dir: Path, timeout: float = 300) -> subprocess.CompletedProcess:
+    def submit(self, entrypoint: str, working_dir: Path, timeout: float = 300,
+               no_wait: bool = False) -> subprocess.CompletedProcess:
         cmd = [str(BIN / "ray"), "job", "submit", "--address", self.dashboard, "--working-dir", str(working_dir),
-               "--", *entrypoint.split()]
+               *(["--no-wait"] if no_wait else []), "--", *entrypoint.split()]
         return subprocess.run(cmd, env=ray_env(), capture_output=True, text=True, timeout=timeout)
+
+    def submit_no_wait(self, entrypoint: str, working_dir: Path) -> str:
+        proc = self.submit(entrypoint, working_dir, no_wait=True)
+        if proc.returncode != 0:
+            raise RuntimeError(proc.stdout + proc.stderr)
+        import re
+
+        return re.findall(r"raysubmit_\w+", proc.stdout + proc.stderr)[0]
+
+    def _client(self):
+        os.environ["RAY_AUTH_MODE"] = "disabled"  # the client side of RAY_AUTH_MODE (ENVIRONMENT.md)
+        from ray.job_submission import JobSubmissionClient
+
+        return JobSubmissionClient(self.dashboard)
+
+    def job_status(self, job_id: str) -> str:
+        return str(self._client().get_job_status(job_id).value)
+
+    def job_logs(self, job_id: str) -> str:
+        return self._client().get_job_logs(job_id)
+
+    def wait_job(self, job_id: str, timeout: float = 600) -> str:
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            state = self.job_status(job_id)
+            if state in ("SUCCEEDED", "FAILED", "STOPPED"):
+                return state
+            time.sleep(2)
+        return "TIMEOUT"
 
     def __enter__(self) -> LoopbackCluster:
         self.start_head()
