@@ -127,3 +127,16 @@ def test_encode_file_counts_null_text_and_names_bad_files(shared_data, tmp_path)
     pq.write_table(pa.table({"body": ["x"]}), notext := tmp_path / "notext.parquet")
     with pytest.raises(ConfigError, match="notext.parquet: no `text` column"):
         encode_file(str(notext), 2, str(tmp_path / "out"), cfg.tokenizer, cfg)
+
+
+def test_training_sample_spans_all_files(tmp_path):
+    import pyarrow as pa
+
+    from tokenmill.tokenize.tokenizer import iter_texts
+
+    for i, n in enumerate([2, 50, 50]):  # a short first file passes its unused quota on
+        pq.write_table(pa.table({"text": [f"f{i}-{j}" for j in range(n)]}), tmp_path / f"{i}.parquet")
+    files = sorted(tmp_path.glob("*.parquet"))
+    got = [t for batch in iter_texts(files, 30) for t in batch]
+    assert [sum(t.startswith(f"f{i}-") for t in got) for i in range(3)] == [2, 18, 10]
+    assert sum(map(len, iter_texts(files, None))) == 102
