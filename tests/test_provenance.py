@@ -25,7 +25,7 @@ def spiked_run(tmp_path_factory):
     web = make_text_dataset(root / "web", tok, texts)
     planted = make_text_dataset(root / "planted", tok, ["m" * 600], source="planted", prefix="planted")
     stages = [{"start_step": 0, "weights": {"web": 1.0}},
-              {"start_step": SPIKE_STEP, "weights": {"web": 6, "planted": 2}},  # exactly two planted rows of 8
+              {"start_step": SPIKE_STEP, "weights": {"web": 5, "planted": 3}},  # exactly three planted rows of 8
               {"start_step": SPIKE_STEP + 1, "weights": {"web": 1.0}}]
     job = write_job(root / "job.yaml", root / "run", {"web": web, "planted": planted}, stages=stages,
                     max_steps=SPIKE_STEP + 4, spikes={"window": 20, "min_history": 10, "z_threshold": 4.0,
@@ -41,7 +41,7 @@ def test_planted_page_causes_a_spike_that_is_skipped(spiked_run):
     assert spikes[0]["action"] == "skipped" and spikes[0]["z"] > 4.0
     rows = pq.read_table(run / "provenance", filters=[("step", "=", SPIKE_STEP)]).to_pylist()
     assert len(rows) == 8 and all(r["skipped"] for r in rows)
-    assert sum(r["source"] == "planted" for r in rows) == 2
+    assert sum(r["source"] == "planted" for r in rows) == 3
     metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [m["step"] for m in metrics if m["skipped"]] == [SPIKE_STEP]
     assert summary["step"] == SPIKE_STEP + 4
@@ -52,7 +52,7 @@ def test_trace_spikes_names_the_planted_document_first(spiked_run, capsys):
     report = spike_report(run, top=3)
     top = report[0]["documents"]
     assert top[0]["doc_id"] == "planted-00000" and top[0]["url"] == "https://planted.example/planted/0"
-    assert top[0]["tokens"] == 66 and len(top[0]["rows"]) == 2  # its two rows, merged
+    assert top[0]["tokens"] == 99 and len(top[0]["rows"]) == 3  # its three rows, merged
     assert top[0]["loss"] > 2 * top[1]["loss"]
     assert main(["trace", "spikes", str(run), "--top", "2"]) == 0
     out = capsys.readouterr().out
@@ -81,7 +81,7 @@ def test_stop_policy_stops_before_the_spike_and_resume_can_drop_the_bad_stage(sp
     root = spiked_run[0].parent
     web, planted = root / "web", root / "planted"
     stages = [{"start_step": 0, "weights": {"web": 1.0}},
-              {"start_step": SPIKE_STEP, "weights": {"web": 6, "planted": 2}},
+              {"start_step": SPIKE_STEP, "weights": {"web": 5, "planted": 3}},
               {"start_step": SPIKE_STEP + 1, "weights": {"web": 1.0}}]
     spikes = {"window": 20, "min_history": 10, "z_threshold": 4.0, "policy": "stop"}
     job = write_job(tmp_path / "job.yaml", tmp_path / "run", {"web": web, "planted": planted}, stages=stages,
