@@ -33,18 +33,10 @@ def signatures(texts: list[str]) -> np.ndarray:
 class FuzzyIndex:
     """Cached signatures of every document of a span index's shards."""
 
-    _cache: dict[int, FuzzyIndex] = {}
-
     def __init__(self, index: SpanIndex, tokenizer) -> None:
         self.index = index
         self.tokenizer = tokenizer
         self.sigs = [self._shard_signatures(shard) for shard in index.shards]
-
-    @classmethod
-    def open(cls, index: SpanIndex, tokenizer) -> FuzzyIndex:
-        if id(index) not in cls._cache:
-            cls._cache[id(index)] = cls(index, tokenizer)
-        return cls._cache[id(index)]
 
     def _shard_signatures(self, shard) -> np.ndarray:
         entry = shard.dataset.shards[shard.number]

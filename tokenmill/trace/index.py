@@ -7,7 +7,8 @@
 
 One Ray task per shard (embedded loopback Ray, or a cluster with `address`); a shard whose .sa.json names the
 current shard sha256 is skipped, so re-running after a crash redoes only the missing shards. Files appear under
-their final names only when complete (temp name, then rename). Build speed: benchmarks/results/trace.json.
+their final names only when complete (temp name, then rename). A 100M-token shard indexes in ~40-70 s here
+(Ray start and the shard's sha256 check included; benchmarks/results/trace.json).
 """
 
 from __future__ import annotations

@@ -5,14 +5,16 @@ written as big-endian `width`-byte words (width 1, 2, 3 or 4 by the number of di
 bytes by libdivsufsort (pydivsufsort), and only the offsets that fall on a word boundary are kept: for
 big-endian words, byte order on aligned suffixes is token order, so the kept offsets are the token suffix array.
 This works for uint16 and uint32 streams alike (a 129,280-id vocabulary needs 3 bytes, not infini-gram's cap
-of 65,535). Measured (benchmarks/trace.py): see benchmarks/results/trace.json.
+of 65,535). Measured (benchmarks/trace.py, shared 2-core machine): 100M uint16 tokens in 47 s wall / 24 s CPU
+on one core, 2.5x the tokens/s of infini-gram 2.6's indexer given both cores (10M: 3.5 s, 2.5x).
 
 Query: all rows of a batch binary-search the same suffix array at once (NumPy over rows, ~log2(n) rounds);
 each round compares a row's query with the suffix at its midpoint chunk by chunk, only for the rows still
 equal. Order: a finished query sorts below every suffix that extends it (`LOWER_END`) for lower bounds and
 above (`UPPER_END`) for upper bounds; a finished text suffix sorts below any token (`TEXT_END`).
 The longest prefix of a query that occurs in the text is its longest common prefix with one of the two
-suffixes around its lower bound, so one search per output position gives every longest match.
+suffixes around its lower bound, so one search per output position gives every longest match: all maximal
+spans of a 500-token output over 100M tokens in ~60 ms (infini-gram's `attribute`: ~270 ms).
 """
 
 from __future__ import annotations
@@ -65,8 +67,11 @@ def build_suffix_array(tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     del ranks
     byte_sa = pydivsufsort.divsufsort(data)
     del data
-    if width > 1:
-        byte_sa = byte_sa[byte_sa % width == 0] // width
+    if width in (2, 4):  # mask and shift: ~1.5x faster than % and // (0.45 vs 0.68 s on 2e7 offsets)
+        shift = width.bit_length() - 1
+        byte_sa = byte_sa[(byte_sa & (width - 1)) == 0] >> shift
+    elif width == 3:
+        byte_sa = byte_sa[byte_sa % 3 == 0] // 3
     out_dtype = np.uint32 if tokens.size < 1 << 32 else np.uint64
     return byte_sa.astype(out_dtype, copy=False), counts
 
