@@ -104,7 +104,8 @@ def main() -> None:
         crawl = Path(tmp)
         generate_crawl(crawl, n_docs=args.docs, n_files=args.files, seed=0)
         mb = sum(p.stat().st_size for p in crawl.glob("*.warc.gz")) / 1e6
-        counts = {"tokenmill_resiliparse"  # this first pass is also the warm-up (imports, extraction children): run_tokenmill(crawl, "resiliparse"),
+        # this first pass is also the warm-up (imports, extraction children)
+        counts = {"tokenmill_resiliparse": run_tokenmill(crawl, "resiliparse"),
                   "tokenmill_trafilatura": run_tokenmill(crawl, "trafilatura"), "datatrove": run_datatrove(crawl)}
         times = alternate({
             "tokenmill_resiliparse": lambda: run_tokenmill(crawl, "resiliparse"),
