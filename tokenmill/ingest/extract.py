@@ -11,8 +11,8 @@ a SIGALRM handler only runs after it returns (measured: 80 s). So pages are extr
 receives a batch of pages and sends back one result per page; when a page takes longer than the cap, the parent
 kills the child, marks the page `ingest.extract_timeout`, starts a new child and goes on with the rest of the
 batch. The parent parses the next batch while the child extracts this one (`submit` / `collect`): read_documents
-runs at 4,100 pages/s end to end on the generated crawl here, 27x datatrove's WarcReader + Trafilatura, with
-article F1 0.937 vs trafilatura's 0.960 (benchmarks/ingest.py).
+runs at ~4,600 pages/s end to end on the generated crawl here, 16x datatrove's WarcReader + Trafilatura (14-27x
+across runs on this shared machine), with article F1 0.937 vs trafilatura's 0.960 (benchmarks/ingest.py).
 """
 
 from __future__ import annotations
