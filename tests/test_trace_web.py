@@ -176,3 +176,17 @@ def test_page_highlights_spans_and_a_click_shows_the_source(server, tmp_path):
         assert (ARTIFACTS / "trace_web.png").stat().st_size > 10_000
     finally:
         browser.close()
+
+
+def test_run_directory_names_its_dataset_and_samples(server, tmp_path):
+    docs, srv = server
+    dataset = Path(srv.tracer.dataset)
+    run = tmp_path / "run"
+    (run / "samples").mkdir(parents=True)
+    (run / "train.yaml").write_text(f"data:\n  sources: {{web: {dataset}}}\n")
+    (run / "samples.jsonl").write_text(json.dumps({"text": "first sample"}) + "\n{damaged\n")
+    (run / "samples" / "b.txt").write_text("second sample")
+    assert web.find_dataset(run) == [dataset]
+    assert web.load_samples(run) == ["first sample", "second sample"]
+    with pytest.raises(web.ConfigError, match="names one"):
+        web.find_dataset(tmp_path / "samples-only")
