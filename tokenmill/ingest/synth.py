@@ -173,13 +173,17 @@ def near_duplicate(art: Article, target: float, seed: int, rng: np.random.Genera
         ids[order[:k]] = repl[:k]
         return ids
 
-    def key_jaccard(k: int) -> float:
-        h = _shingle_hashes(edited_ids(k) * 8 + flags)
-        inter = np.intersect1d(base, h, assume_unique=True).shape[0]
-        return inter / (base.shape[0] + h.shape[0] - inter)
+    cache: dict[int, float] = {}
 
-    lo, hi = 0, art.n_words  # key_jaccard(lo) >= target > key_jaccard(hi), roughly monotone
-    while hi - lo > 1:
+    def key_jaccard(k: int) -> float:
+        if k not in cache:
+            h = _shingle_hashes(edited_ids(k) * 8 + flags)
+            inter = np.intersect1d(base, h, assume_unique=True).shape[0]
+            cache[k] = inter / (base.shape[0] + h.shape[0] - inter)
+        return cache[k]
+
+    lo, hi = _bracket(key_jaccard, target, art.n_words)
+    while hi - lo > 1:  # key_jaccard(lo) >= target > key_jaccard(hi); roughly monotone
         mid = (lo + hi) // 2
         if key_jaccard(mid) >= target:
             lo = mid
@@ -188,6 +192,21 @@ def near_duplicate(art: Article, target: float, seed: int, rng: np.random.Genera
     k = lo if abs(key_jaccard(lo) - target) <= abs(key_jaccard(hi) - target) else hi
     new = Article(art.lang, edited_ids(k), art.sent_lens, art.block_sents, art.n_paragraphs)
     return new, jaccard(article_text(render_blocks(art, seed)), article_text(render_blocks(new, seed)))
+
+
+def _bracket(key_jaccard, target: float, n: int) -> tuple[int, int]:
+    """Edit counts around the answer, from the expected Jaccard: k edits at random touch ~m(1 - (1 - k/n)^5) of
+    the m shingles, each becoming new, so J = (m - c) / (m + c). Saves ~half the evaluations of a full search."""
+    m = max(n - SHINGLE_N + 1, 1)
+    c = m * (1 - target) / (1 + target)
+    k0 = min(max(round(n * (1 - (1 - min(c / m, 1.0)) ** (1 / SHINGLE_N))), 0), n)
+    step = max(2, k0 // 8)
+    lo, hi = k0, k0
+    while hi < n and key_jaccard(hi) >= target:
+        lo, hi, step = hi, min(n, hi + step), step * 2
+    while lo > 0 and key_jaccard(lo) < target:
+        hi, lo, step = lo, max(0, lo - step), step * 2
+    return lo, max(hi, lo)
 
 
 NAMES = ("Maria", "Tom", "Aisha", "Kenji", "Lena", "Omar", "Sofia", "Ravi", "Chloe", "Mateo", "Ingrid", "Kwame")
