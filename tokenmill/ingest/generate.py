@@ -11,9 +11,9 @@ exact and near duplicates of clean pages (near: Jaccard of word 5-gram shingles 
 0.3, the actual value recorded), whole-page spam, inline character runs, boilerplate-only pages, benchmark
 passages, HTTP errors and non-HTML payloads. Pages are en 60%, de/fr/es/ja 10% each; some are encoded and
 declared iso-8859-1, windows-1252 or shift_jis (in the HTTP header, the <meta>, or both).
-Measured (`/usr/bin/time`-style, on the shared 2-core machine at load average ~12): ~2,100 pages per CPU-second
-per worker, 100,000 pages in 4 files with 2 workers in 51 CPU-s and < 110 MB RSS per process; wall-clock speed
-is that times the free cores (one worker per file).
+Measured in CPU time (the shared 2-core machine ran at load average 7-12, so wall clock says little): ~2,900
+pages per CPU-second per worker (20,000 pages, 116 MB RSS); 100,000 pages in 4 files stayed under 110 MB RSS
+per process. Wall-clock speed is that times the free cores (one worker per file, `workers=`).
 """
 
 from __future__ import annotations
