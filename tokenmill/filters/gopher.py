@@ -19,7 +19,7 @@ import pyarrow as pa
 
 from tokenmill.filters import segments as seg
 from tokenmill.filters.base import FilterStage
-from tokenmill.filters.words import Words, WordSplitter
+from tokenmill.filters.words import Words, WordSplitter, shared_splitter
 from tokenmill.stage import StageConfig
 
 GOPHER_STOP_WORDS = ("the", "be", "to", "of", "and", "that", "have", "with")  # Gopher paper, A.1.1
@@ -56,7 +56,7 @@ class _WordsStage(FilterStage):
 
     def setup(self) -> None:
         if self._splitter is None:
-            self._splitter = WordSplitter(self.config.language)
+            self._splitter = shared_splitter(self.config.language)
 
     def words(self, texts: list[str]) -> Words:
         self.setup()

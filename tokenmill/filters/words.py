@@ -14,6 +14,7 @@ Tokens become integer ids with per-token properties (length, has a non-punctuati
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -23,7 +24,8 @@ import pyarrow.compute as pc
 
 MAX_CACHED_CHUNKS = 2_000_000  # ~200 MB of Python strings; the cache is cleared (not evicted) beyond this
 HASH_BASE = 0x100000001B3  # FNV-64 prime: odd, so polynomial hashes mod 2**64 of concatenations compose
-MASK64 = (1 << 64) - 1
+PROPS = {"length": np.int64, "non_symbol": bool, "alpha": bool, "is_punct": bool, "sent_punct": bool,
+         "hash": np.uint64, "base_pow": np.uint64}
 
 
 def datatrove_punctuation() -> frozenset[str]:
@@ -35,10 +37,23 @@ def datatrove_punctuation() -> frozenset[str]:
 
 @lru_cache(maxsize=8)
 def blank_pipeline(language: str):
-    """`spacy.blank(language)`, loaded once per process (~1 s); only its stateless tokenizer is used."""
+    """`spacy.blank(language)`, loaded once per process (~1 s); only its stateless tokenizer is used.
+
+    Its lexical-attribute getters (like_num, word shape, ...: Python functions run for every new lexeme, 40% of
+    the tokenizer's time) are removed; splitting never reads them, and `is_punct` is computed in `_token`.
+    """
     import spacy
 
-    return spacy.blank(language)
+    nlp = spacy.blank(language)
+    nlp.vocab.lex_attr_getters = {}
+    return nlp
+
+
+@lru_cache(maxsize=8)
+def shared_splitter(language: str) -> WordSplitter:
+    """One splitter per language per process, shared by the Gopher/C4/FineWeb stages of a worker, so a chunk
+    is tokenized once for all of them. A pure cache: results never depend on what it holds."""
+    return WordSplitter(language)
 
 
 @dataclass
@@ -80,25 +95,19 @@ class WordSplitter:
         self._chunk_tokens: list[int] = []
         self.token_id: dict[str, int] = {}
         self.token_text: list[str] = []
-        self._props: list[tuple[int, bool, bool, bool, bool, int, int]] = []
-        self._arrays: dict[str, np.ndarray] | None = None
+        self._prop_parts: dict[str, list[np.ndarray]] = {name: [] for name in PROPS}
+        self._arrays: dict[str, np.ndarray] = {}
 
     # -- token properties, as arrays indexed by token id ------------------------------------------------------
     def prop(self, name: str) -> np.ndarray:
         """`length` (code points), `non_symbol`, `alpha`, `is_punct` (spaCy), `sent_punct` (sentencizer),
         `hash` (polynomial hash of the code points mod 2**64) and `base_pow` (HASH_BASE**length mod 2**64), so
         that hash(a + b) = hash(a) * base_pow(b) + hash(b)."""
-        if self._arrays is None or len(self._arrays["length"]) != len(self._props):
-            cols = list(zip(*self._props, strict=True)) if self._props else [()] * 7
-            self._arrays = {
-                "hash": np.array(cols[5], np.uint64),
-                "base_pow": np.array(cols[6], np.uint64),
-                "length": np.array(cols[0], np.int64),
-                "non_symbol": np.array(cols[1], bool),
-                "alpha": np.array(cols[2], bool),
-                "is_punct": np.array(cols[3], bool),
-                "sent_punct": np.array(cols[4], bool),
-            }
+        if name not in self._arrays:
+            parts = self._prop_parts[name]
+            if len(parts) > 1:
+                parts[:] = [np.concatenate(parts)]
+            self._arrays[name] = parts[0] if parts else np.zeros(0, PROPS[name])
         return self._arrays[name]
 
     def ids_of(self, tokens: list[str]) -> np.ndarray:
@@ -159,30 +168,53 @@ class WordSplitter:
         starts = np.zeros(len(chunks), np.int64)
         if len(chunks) > 1:
             np.cumsum([len(c) + 1 for c in chunks[:-1]], out=starts[1:])
+        from spacy.attrs import IDX, LENGTH
+
         with self._nlp.memory_zone():
-            doc = self._nlp.tokenizer(joined)
-            toks = [(t.text, t.idx, t.is_punct) for t in doc if not t.is_space]
-        owner = np.searchsorted(starts, [i for _, i, _ in toks], side="right") - 1
+            idx_len = self._nlp.tokenizer(joined).to_array([IDX, LENGTH])  # no Token objects
+        tok_start, tok_len = idx_len[:, 0].tolist(), idx_len[:, 1].tolist()
+        owner = (np.searchsorted(starts, idx_len[:, 0], side="right") - 1).tolist()
         per_chunk: list[list[int]] = [[] for _ in chunks]
-        for (text, _, is_punct), k in zip(toks, owner.tolist(), strict=True):
-            per_chunk[k].append(self._token(text, is_punct))
+        token_id, new_texts = self.token_id, []
+        for a, n, k in zip(tok_start, tok_len, owner, strict=True):
+            text = joined[a : a + n]
+            if text == "\n":  # the separator (chunks hold no whitespace)
+                continue
+            tid = token_id.get(text)
+            if tid is None:
+                tid = token_id[text] = len(self.token_text)
+                self.token_text.append(text)
+                new_texts.append(text)
+            per_chunk[k].append(tid)
         for c, ids in zip(chunks, per_chunk, strict=True):
             self.chunk_id[c] = len(self._chunk_start)
             self._chunk_start.append(len(self._chunk_tokens))
             self._chunk_len.append(len(ids))
             self._chunk_tokens.extend(ids)
+        if new_texts:
+            for name, values in self._token_props(new_texts).items():
+                self._prop_parts[name].append(values)
+            self._arrays = {}
 
-    def _token(self, text: str, is_punct: bool) -> int:
-        tid = self.token_id.get(text)
-        if tid is None:
-            tid = self.token_id[text] = len(self.token_text)
-            self.token_text.append(text)
-            non_symbol = any(ch not in self._punct for ch in text)
-            alpha = any(ch.isalpha() for ch in text)
-            h = 0
-            for ch in text:
-                h = (h * HASH_BASE + ord(ch)) & MASK64
-            props = (len(text), non_symbol, alpha, bool(is_punct), text in self._sent_punct, h,
-                     pow(HASH_BASE, len(text), 1 << 64))
-            self._props.append(props)
-        return tid
+    def _token_props(self, texts: list[str]) -> dict[str, np.ndarray]:
+        """Properties of new tokens, vectorized over their code points (C = all code points, T = tokens)."""
+        lens_T = np.fromiter(map(len, texts), np.int64, len(texts))
+        cps_C = np.frombuffer("".join(texts).encode("utf-32-le", errors="surrogatepass"), np.uint32)
+        starts_T = np.concatenate([[0], np.cumsum(lens_T)[:-1]])
+        uniq, inv_C = np.unique(cps_C, return_inverse=True)
+        chars = [chr(c) for c in uniq.tolist()]
+        p_cat = np.array([unicodedata.category(c).startswith("P") for c in chars])[inv_C]
+        symbol = np.array([c in self._punct for c in chars])[inv_C]
+        letter = np.array([c.isalpha() for c in chars])[inv_C]
+        powers = np.cumprod(np.full(int(lens_T.max()) + 1, HASH_BASE, np.uint64))  # B^1 .. B^(max+1), wrapping
+        powers = np.concatenate([[np.uint64(1)], powers[:-1]])  # B^0 .. B^max
+        from_end_C = np.repeat(starts_T + lens_T - 1, lens_T) - np.arange(len(cps_C))
+        return {
+            "length": lens_T,
+            "non_symbol": np.logical_or.reduceat(~symbol, starts_T),
+            "alpha": np.logical_or.reduceat(letter, starts_T),
+            "is_punct": np.logical_and.reduceat(p_cat, starts_T),  # spaCy's is_punct: every char is P*
+            "sent_punct": np.array([t in self._sent_punct for t in texts]),
+            "hash": np.add.reduceat(cps_C.astype(np.uint64) * powers[from_end_C], starts_T),
+            "base_pow": powers[lens_T],
+        }
