@@ -30,6 +30,7 @@ import numpy as np
 
 from tokenmill.ingest import pages
 from tokenmill.ingest.synth import (
+    Article,
     article_text,
     make_article,
     math_problems,
@@ -106,43 +107,8 @@ class Crawl:
         rng = np.random.default_rng([seed, i, 4]) if kind != "clean" else None  # clean pages need none
         truth: dict = {"kind": kind.split(":")[0]}
         lang = self._lang_of(i)
-        blocks: list[str] | None = None
-        special: dict = {}
-        art = _article(seed, i, lang)
-        if kind == "clean" or kind in ("inline_spam", "benchmark"):
-            blocks = render_blocks(art, seed)
-        elif kind == "exact_dup" or kind.startswith("near_dup"):
-            j = _source_page(seed, i, self.n_docs, kind != "exact_dup")
-            art = _article(seed, j, lang)
-            truth["of_url"] = self.url(j)
-            if kind != "exact_dup":
-                target = float(kind.split(":")[1])
-                art, jac = near_duplicate(art, target, seed, rng)
-                truth.update(target_jaccard=target, jaccard=round(jac, 4))
-            blocks = render_blocks(art, seed)
-        if kind == "inline_spam":
-            ch, n = str(rng.choice(list("m=*!x#"))), int(rng.integers(200, 2001))
-            k = 1 + int(rng.integers(0, art.n_paragraphs))
-            words = blocks[k].split(" ")
-            cut = int(rng.integers(1, len(words) + 1))
-            blocks[k] = " ".join(words[:cut] + [ch * n] + words[cut:])
-            truth.update(char=ch, run_length=n)
-        elif kind == "benchmark":
-            name, k, text = self.bench[int(rng.integers(0, len(self.bench)))]
-            blocks.insert(1 + int(rng.integers(0, art.n_paragraphs + 1)), text)
-            truth.update(benchmark=name, item_index=k)
-        elif kind == "spam_page":
-            pattern = str(rng.choice(["m", "a", "x", "buy cheap pills now ", "click here! ", "$$$ "]))
-            repeats = int(rng.integers(2000, 8000)) // len(pattern)
-            special, blocks = {"spam": pattern * repeats}, None
-            truth.update(pattern=pattern, repeats=repeats)
-        elif kind == "http_error":
-            special = {"status": int(rng.choice([404, 500, 503]))}
-            truth["status"] = special["status"]
-        elif kind == "not_html":
-            special = {"content_type": str(rng.choice(["image/jpeg", "application/pdf"])),
-                       "payload": rng.bytes(int(rng.integers(500, 5000)))}
-            truth["content_type"] = special["content_type"]
+        art, blocks = self._article_blocks(i, kind, lang, rng, truth)
+        blocks, special = _plant(kind, blocks, art, rng, truth, self.bench)
         if blocks is not None:
             truth["article_chars"] = len(article_text(blocks))
         n_items = len(art.block_sents) - 1 - art.n_paragraphs
@@ -150,6 +116,50 @@ class Crawl:
         truth = {"url": page.url, "language": lang, "charset": page.charset,
                  "charset_declared": page.charset_declared, **truth}
         return page, truth
+
+    def _article_blocks(self, i: int, kind: str, lang: str, rng, truth: dict) -> tuple[Article, list[str] | None]:
+        """The page's own article, or a copy (exact or edited) of a clean page's; None: no article."""
+        art = _article(self.seed, i, lang)
+        if kind in ("clean", "inline_spam", "benchmark"):
+            return art, render_blocks(art, self.seed)
+        if kind == "exact_dup" or kind.startswith("near_dup"):
+            j = _source_page(self.seed, i, self.n_docs, kind != "exact_dup")
+            art = _article(self.seed, j, lang)
+            truth["of_url"] = self.url(j)
+            if kind != "exact_dup":
+                target = float(kind.split(":")[1])
+                art, jac = near_duplicate(art, target, self.seed, rng)
+                truth.update(target_jaccard=target, jaccard=round(jac, 4))
+            return art, render_blocks(art, self.seed)
+        return art, None
+
+
+def _plant(kind: str, blocks: list[str] | None, art: Article, rng, truth: dict,
+           bench: list[tuple[str, int, str]]) -> tuple[list[str] | None, dict]:
+    """Apply the planted case to the page content; record its fields in `truth`. Returns (blocks, special)."""
+    if kind == "inline_spam":
+        ch, n = str(rng.choice(list("m=*!x#"))), int(rng.integers(200, 2001))
+        k = 1 + int(rng.integers(0, art.n_paragraphs))
+        words = blocks[k].split(" ")
+        cut = int(rng.integers(1, len(words) + 1))
+        blocks[k] = " ".join(words[:cut] + [ch * n] + words[cut:])
+        truth.update(char=ch, run_length=n)
+    elif kind == "benchmark":
+        name, k, text = bench[int(rng.integers(0, len(bench)))]
+        blocks.insert(1 + int(rng.integers(0, art.n_paragraphs + 1)), text)
+        truth.update(benchmark=name, item_index=k)
+    elif kind == "spam_page":
+        pattern = str(rng.choice(["m", "a", "x", "buy cheap pills now ", "click here! ", "$$$ "]))
+        repeats = int(rng.integers(2000, 8000)) // len(pattern)
+        truth.update(pattern=pattern, repeats=repeats)
+        return None, {"spam": pattern * repeats}
+    elif kind == "http_error":
+        truth["status"] = int(rng.choice([404, 500, 503]))
+        return None, {"status": truth["status"]}
+    elif kind == "not_html":
+        truth["content_type"] = str(rng.choice(["image/jpeg", "application/pdf"]))
+        return None, {"content_type": truth["content_type"], "payload": rng.bytes(int(rng.integers(500, 5000)))}
+    return blocks, {}
 
 
 def _write_file(out: Path, f: int, n_docs: int, n_files: int, seed: int, source: str,
