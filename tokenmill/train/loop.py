@@ -150,7 +150,7 @@ class Trainer:
                                          tokens_BL[:, 2:].flatten(), reduction="none").view(-1, T - 1)
                 mtp_sum = (mtp_BT * mtp_valid).sum()
             W, M = self.info.world_size, self.layout.micro_per_step
-            loss = W * (ce_sum / n_global[0] + self.args.mtp_loss_weight * mtp_sum / n_global[1].clamp(min=1)) \
+            loss = W * (ce_sum / n_global[0].clamp(min=1) + self.args.mtp_loss_weight * mtp_sum / n_global[1].clamp(min=1)) \
                 + out.aux_loss / M
             loss.backward()
         return {"ce_BT": ce_BT.detach(), "valid_BT": valid_BT, "ce_sum": ce_sum.detach(),
@@ -169,7 +169,7 @@ class Trainer:
         sums = torch.stack([torch.stack([p["ce_sum"], p["mtp_sum"], p["aux"]]) for p in parts]).sum(0).double()
         sums = all_reduce_sum(sums, self.info)
         load_LE = all_reduce_sum(torch.stack([p["load_LE"] for p in parts]).sum(0).float(), self.info)
-        ce = float(sums[0] / n_global[0])
+        ce = float(sums[0] / n_global[0].clamp(min=1))
         mtp = float(sums[1] / n_global[1].clamp(min=1))
         aux = float(sums[2]) / (len(micro) * self.info.world_size)
         clip = self.job.optim.grad_clip or float("inf")
