@@ -150,8 +150,8 @@ class Trainer:
                                          tokens_BL[:, 2:].flatten(), reduction="none").view(-1, T - 1)
                 mtp_sum = (mtp_BT * mtp_valid).sum()
             W, M = self.info.world_size, self.layout.micro_per_step
-            loss = W * (ce_sum / n_global[0].clamp(min=1) + self.args.mtp_loss_weight * mtp_sum / n_global[1].clamp(min=1)) \
-                + out.aux_loss / M
+            n_ce, n_mtp = n_global[0].clamp(min=1), n_global[1].clamp(min=1)
+            loss = W * (ce_sum / n_ce + self.args.mtp_loss_weight * mtp_sum / n_mtp) + out.aux_loss / M
             loss.backward()
         return {"ce_BT": ce_BT.detach(), "valid_BT": valid_BT, "ce_sum": ce_sum.detach(),
                 "mtp_sum": mtp_sum.detach(), "aux": out.aux_loss.detach(), "load_LE": out.expert_load_LE}
