@@ -236,3 +236,14 @@ def test_clipped_and_corrupted_gzip_never_crash_and_are_counted(small_crawl, tmp
     reasons = Counter(r["drop_reason"] for r in rows)
     assert reasons["ingest.corrupt_record"] >= 1 and "ingest.truncated_file" not in reasons
     assert {r["id"] for r in full[60:]} <= {r["id"] for r in rows}  # everything after the break is read
+
+
+def test_uncompressed_file_resyncs_after_a_broken_record(small_crawl, tmp_path):
+    plain = gzip.decompress((small_crawl / "crawl-00000.warc.gz").read_bytes())
+    at = [i for i in range(len(plain)) if plain.startswith(b"WARC/1.1\r\nWARC-Type: response", i)][50]
+    broken = plain[:at] + plain[at:].replace(b"Content-Length: ", b"Content-Length: 99", 1)  # overstated length
+    path = tmp_path / "broken.warc"
+    path.write_bytes(broken)
+    rows = read_all(InputSpec(paths=[str(path)]))
+    assert Counter(r["drop_reason"] for r in rows)["ingest.corrupt_record"] == 1 and len(rows) == 100
+    assert rows[-1]["drop_reason"] != "ingest.truncated_file"

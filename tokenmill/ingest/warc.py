@@ -91,17 +91,25 @@ def iter_raw_docs(path: str, fmt: str, max_record_bytes: int) -> Iterator[RawDoc
 
     Multi-member gzip is split into members here (fastwarc would skip a corrupt member silently): a corrupt
     member is one `ingest.corrupt_record` row and reading resumes at the next member that starts a WARC record;
-    a clipped last member is one `ingest.truncated_file` row. In other layouts the first break ends the file."""
+    a clipped last member is one `ingest.truncated_file` row. An uncompressed file resyncs at the next line starting
+"WARC/1." (but a record whose version line is mangled is skipped by fastwarc's quirks mode unnoticed). In a
+single-stream gzip (or zstd) file the first break ends the file."""
     layout, starts_ok = probe(path)
     if not starts_ok and layout != "members":
         yield RawDoc(None, 0 if layout == "plain" else None, None, None, drop_reason="ingest.corrupt_record")
     if layout == "members":
         yield from _from_members(path, fmt, max_record_bytes)
         return
-    with _open(path) as stream:
-        broke_at = yield from _from_records(stream, fmt, max_record_bytes, layout == "plain")
-    if broke_at is not None:
-        yield RawDoc(None, broke_at if layout == "plain" else None, None, None, drop_reason="ingest.truncated_file")
+    start: int | None = 0
+    while start is not None:
+        with _open(path) as stream:
+            stream.seek(start)
+            broke_at = yield from _from_records(stream, fmt, max_record_bytes, layout == "plain", base=start)
+        if broke_at is None:
+            return
+        start = _next_plain_record(path, broke_at + 1) if layout == "plain" else None
+        reason = "ingest.corrupt_record" if start is not None else "ingest.truncated_file"
+        yield RawDoc(None, broke_at if layout == "plain" else None, None, None, drop_reason=reason)
 
 
 def _from_members(path: str, fmt: str, max_record_bytes: int) -> Iterator[RawDoc]:
@@ -115,13 +123,15 @@ def _from_members(path: str, fmt: str, max_record_bytes: int) -> Iterator[RawDoc
             yield RawDoc(None, offset, None, None, drop_reason="ingest.corrupt_record")
 
 
-def _from_records(stream, fmt: str, max_record_bytes: int, addressable: bool, member_offset: int | None = None):
+def _from_records(stream, fmt: str, max_record_bytes: int, addressable: bool, member_offset: int | None = None,
+                  base: int = 0):
     """Yield the documents of the records in `stream`; return None if it ends cleanly, else where it broke.
-    Offsets: `member_offset` when reading one gzip member, else fastwarc's position (exact in plain files)."""
-    pos = member_offset or 0
+    Offsets: `member_offset` when reading one gzip member, else `base` + fastwarc's position (exact in plain
+    files, where `base` is where reading started)."""
+    pos = member_offset or base
     try:
         for rec in ArchiveIterator(stream, parse_http=False, quirks_mode=True):
-            pos = member_offset if member_offset is not None else rec.stream_pos
+            pos = member_offset if member_offset is not None else base + rec.stream_pos
             h = rec.headers
             rtype = h.get("WARC-Type")
             if rtype is None or "Content-Length" not in h:  # a header cut short
@@ -216,3 +226,18 @@ def _next_member(path: str, pos: int) -> int | None:
             if len(chunk) < 1 << 20:
                 return None
             base += len(chunk) - len(GZIP_MAGIC) + 1  # overlap: a magic split across chunks is still found
+
+
+def _next_plain_record(path: str, pos: int) -> int | None:
+    """Offset of the next line starting "WARC/1." at or after `pos` in an uncompressed file; None if none."""
+    with _open(path) as f:
+        base = max(pos - 1, 0)
+        while True:
+            f.seek(base)
+            chunk = f.read(1 << 20)
+            at = chunk.find(b"\nWARC/1.")
+            if at >= 0:
+                return base + at + 1
+            if len(chunk) < 1 << 20:
+                return None
+            base += len(chunk) - 8  # overlap: a marker split across chunks is still found
