@@ -54,6 +54,15 @@ class GopherQualityConfig(StageConfig):
 class _WordsStage(FilterStage):
     _splitter: WordSplitter | None = None
 
+    def check(self) -> None:
+        from tokenmill.config import ConfigError
+        from tokenmill.filters.words import blank_pipeline
+
+        try:
+            blank_pipeline(self.config.language)
+        except (ImportError, OSError) as err:
+            raise ConfigError(f"{self.name}: language {self.config.language!r}: no spaCy tokenizer ({err})") from None
+
     def setup(self) -> None:
         if self._splitter is None:
             self._splitter = shared_splitter(self.config.language)
