@@ -247,3 +247,17 @@ def test_uncompressed_file_resyncs_after_a_broken_record(small_crawl, tmp_path):
     rows = read_all(InputSpec(paths=[str(path)]))
     assert Counter(r["drop_reason"] for r in rows)["ingest.corrupt_record"] == 1 and len(rows) == 100
     assert rows[-1]["drop_reason"] != "ingest.truncated_file"
+
+
+def test_clipped_jsonl_gz_and_unreadable_parquet(tmp_path):
+    lines = "".join(json.dumps({"text": f"document {i} " * 20}) + "\n" for i in range(200)).encode()
+    gz = gzip.compress(lines)
+    path = tmp_path / "clipped.jsonl.gz"
+    path.write_bytes(gz[: len(gz) // 2])
+    rows = read_all(InputSpec(paths=[str(path)]), batch_size=50)
+    assert rows[-1]["drop_reason"] == "ingest.truncated_file" and 0 < len(rows) - 1 < 200
+    assert all(r["drop_reason"] is None for r in rows[:-1])
+    bad = tmp_path / "bad.parquet"
+    bad.write_bytes(b"PAR1 this is not parquet")
+    with pytest.raises(ValueError, match="bad.parquet: not a readable Parquet file"):
+        read_all(InputSpec(paths=[str(bad)]))

@@ -4,12 +4,13 @@ Core columns present in the file are kept (a tokenmill output read back keeps it
 filled: `source` = spec.source, `warc_path` = this file, `warc_offset` = the row's index in the file (Parquet) or
 the line's byte offset in the decompressed file (JSONL), and `id` = xxh3-128 of (source, the file's `id` field) or,
 without one, of (source, text). A JSONL line that is not a JSON object with a string `text` is a row dropped as
-`ingest.corrupt_record`, never a crash.
+`ingest.corrupt_record`, never a crash; a clipped .gz keeps the lines read and adds one `ingest.truncated_file` row.
 """
 
 from __future__ import annotations
 
 import json
+import zlib
 from collections.abc import Iterator
 
 import fsspec
@@ -48,7 +49,10 @@ def _conform(table: pa.Table, path: str, source: str, first_row: int) -> pa.Tabl
 
 def read_parquet(path: str, source: str, batch_size: int) -> Iterator[pa.Table]:
     with fsspec.open(path, "rb") as f:
-        pf = pq.ParquetFile(f)
+        try:
+            pf = pq.ParquetFile(f)
+        except (pa.ArrowException, OSError) as err:
+            raise ValueError(f"{path}: not a readable Parquet file: {err}") from None
         if TEXT not in pf.schema_arrow.names:
             raise ValueError(f"{path}: no `{TEXT}` column (columns: {pf.schema_arrow.names})")
         row = 0
@@ -64,7 +68,15 @@ def read_jsonl(path: str, source: str, batch_size: int) -> Iterator[pa.Table]:
     bad: list[dict] = []
     offset = 0
     with fsspec.open(path, "rb", compression="infer") as f:
-        for raw in f:
+        lines = iter(f)
+        while True:
+            try:
+                raw = next(lines)
+            except StopIteration:
+                break
+            except (OSError, EOFError, zlib.error):  # a clipped or corrupt .gz: what was read is kept
+                bad.append({WARC_OFFSET: offset, TEXT: "", "drop_reason": "ingest.truncated_file"})
+                break
             line_offset, offset = offset, offset + len(raw)
             if not raw.strip():
                 continue
