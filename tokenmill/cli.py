@@ -29,7 +29,7 @@ def _run(a: argparse.Namespace) -> int:
 def _demo(a: argparse.Namespace) -> int:
     from tokenmill.demo import run_demo
 
-    run_demo(out=a.out, docs=a.docs, full=a.full, address=a.address)
+    run_demo(out=a.out, docs=a.docs, full=not a.pipeline_only, address=a.address, train_steps=a.train_steps)
     return 0
 
 
@@ -146,7 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
     d = add("demo", _demo, "the whole loop on a generated crawl: pipeline → shards → train → trace → report")
     d.add_argument("--out", default="out/demo")
     d.add_argument("--docs", type=int, default=2000, help="pages in the generated crawl")
-    d.add_argument("--full", action="store_true", help="also train a tiny model and trace an output")
+    d.add_argument("--pipeline-only", action="store_true", help="stop after the pipeline (no training, no trace)")
+    d.add_argument("--train-steps", type=int, default=120, help="tiny-model steps; the mix changes halfway")
     d.add_argument("--address", default=None)
 
     c = add("crawl-generate", _crawl_generate, "write a synthetic crawl with labelled planted cases")
