@@ -42,9 +42,16 @@ def _crawl_generate(a: argparse.Namespace) -> int:
 
 
 def _report(a: argparse.Namespace) -> int:
-    from tokenmill.pipeline.report import rebuild_report
+    from pathlib import Path
 
-    print(rebuild_report(a.run_dir))
+    if (Path(a.run_dir) / "metrics.jsonl").exists():  # a training run
+        from tokenmill.train.report import write_train_report
+
+        print(write_train_report(a.run_dir))
+    else:
+        from tokenmill.pipeline.report import rebuild_report
+
+        print(rebuild_report(a.run_dir))
     return 0
 
 
@@ -156,7 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--files", type=int, default=4)
     c.add_argument("--seed", type=int, default=0)
 
-    rp = add("report", _report, "rebuild OUT/report/index.html from a run directory")
+    rp = add("report", _report, "rebuild the HTML report of a pipeline run or a training run")
     rp.add_argument("run_dir")
 
     cl = add("classifier", lambda a: cl.print_help(), "fastText quality classifiers")
