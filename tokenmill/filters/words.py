@@ -82,6 +82,7 @@ class WordSplitter:
     def __init__(self, language: str = "en") -> None:
         self.language = language
         self._nlp = blank_pipeline(language)
+        self._special_cases = frozenset(self._nlp.tokenizer.rules or ())
         self._punct = datatrove_punctuation()
         from spacy.pipeline.sentencizer import Sentencizer
 
@@ -159,34 +160,28 @@ class WordSplitter:
         return np.diff(cum[offsets])
 
     def _learn(self, chunks: list[str]) -> None:
-        """Tokenize unseen chunks with spaCy in one call; record their tokens and the new tokens' properties.
+        """Tokenize unseen chunks; record their tokens and the new tokens' properties.
 
-        Chunks are joined by newlines, not spaces: a newline is a token of its own, so no special-case match
-        (e.g. `''`) can span two chunks and shadow a match inside one.
+        A chunk of letters only (`str.isalpha`) that is not a special case (`dont` -> `do`, `nt`) is one token:
+        every English prefix, suffix and infix rule needs a digit or punctuation (and the parity tests hold us
+        to it). The rest go to spaCy in one call, joined by newlines, not spaces: a newline is a token of its
+        own, so no special-case match (e.g. `''`) can span two chunks and shadow a match inside one.
         """
-        joined = "\n".join(chunks)
-        starts = np.zeros(len(chunks), np.int64)
-        if len(chunks) > 1:
-            np.cumsum([len(c) + 1 for c in chunks[:-1]], out=starts[1:])
-        from spacy.attrs import IDX, LENGTH
-
-        with self._nlp.memory_zone():
-            idx_len = self._nlp.tokenizer(joined).to_array([IDX, LENGTH])  # no Token objects
-        tok_start, tok_len = idx_len[:, 0].tolist(), idx_len[:, 1].tolist()
-        owner = (np.searchsorted(starts, idx_len[:, 0], side="right") - 1).tolist()
-        per_chunk: list[list[int]] = [[] for _ in chunks]
+        rules = self._special_cases
+        hard = [c for c in chunks if not c.isalpha() or c in rules]
+        tokens: dict[str, list[str]] = {c: [c] for c in chunks if c.isalpha() and c not in rules}
+        if hard:
+            tokens.update(self._spacy_tokens(hard))
         token_id, new_texts = self.token_id, []
-        for a, n, k in zip(tok_start, tok_len, owner, strict=True):
-            text = joined[a : a + n]
-            if text == "\n":  # the separator (chunks hold no whitespace)
-                continue
-            tid = token_id.get(text)
-            if tid is None:
-                tid = token_id[text] = len(self.token_text)
-                self.token_text.append(text)
-                new_texts.append(text)
-            per_chunk[k].append(tid)
-        for c, ids in zip(chunks, per_chunk, strict=True):
+        for c in chunks:
+            ids = []
+            for text in tokens[c]:
+                tid = token_id.get(text)
+                if tid is None:
+                    tid = token_id[text] = len(self.token_text)
+                    self.token_text.append(text)
+                    new_texts.append(text)
+                ids.append(tid)
             self.chunk_id[c] = len(self._chunk_start)
             self._chunk_start.append(len(self._chunk_tokens))
             self._chunk_len.append(len(ids))
@@ -195,6 +190,23 @@ class WordSplitter:
             for name, values in self._token_props(new_texts).items():
                 self._prop_parts[name].append(values)
             self._arrays = {}
+
+    def _spacy_tokens(self, chunks: list[str]) -> dict[str, list[str]]:
+        from spacy.attrs import IDX, LENGTH
+
+        joined = "\n".join(chunks)
+        starts = np.zeros(len(chunks), np.int64)
+        if len(chunks) > 1:
+            np.cumsum([len(c) + 1 for c in chunks[:-1]], out=starts[1:])
+        with self._nlp.memory_zone():
+            idx_len = self._nlp.tokenizer(joined).to_array([IDX, LENGTH])  # no Token objects
+        owner = (np.searchsorted(starts, idx_len[:, 0], side="right") - 1).tolist()
+        out: dict[str, list[str]] = {c: [] for c in chunks}
+        for a, n, k in zip(idx_len[:, 0].tolist(), idx_len[:, 1].tolist(), owner, strict=True):
+            text = joined[a : a + n]
+            if text != "\n":  # the separator (chunks hold no whitespace)
+                out[chunks[k]].append(text)
+        return out
 
     def _token_props(self, texts: list[str]) -> dict[str, np.ndarray]:
         """Properties of new tokens, vectorized over their code points (C = all code points, T = tokens)."""
