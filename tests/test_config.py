@@ -73,7 +73,31 @@ def test_unwritable_output_fails_before_work(tmp_path):
         ro.chmod(0o700)
 
 
-@pytest.mark.parametrize("spec", sorted(JOBS.glob("cc-*.yaml")), ids=lambda p: p.name)
-def test_every_pipeline_job_spec_validates(spec):
-    plan = build_plan(spec, check_resources=False)
-    assert plan.job.inputs
+@pytest.fixture(scope="module")
+def sample_crawl_dir(tmp_path_factory):
+    """A folder holding out/sample-crawl/{a,b}, as the comments of jobs/cc-sample.yaml make them."""
+    from tokenmill.ingest.generate import generate_crawl
+
+    root = tmp_path_factory.mktemp("cwd")
+    for seed, name in enumerate("ab"):
+        generate_crawl(root / "out" / "sample-crawl" / name, n_docs=100, n_files=1, seed=seed)
+    return root
+
+
+@pytest.mark.parametrize("spec", sorted(JOBS.glob("*.yaml")), ids=lambda p: p.name)
+def test_every_job_spec_validates(spec, capsys, sample_crawl_dir, monkeypatch):
+    """`tokenmill run --check --offline` / `tokenmill train --check` on every spec users are given."""
+    from tokenmill.cli import main
+
+    monkeypatch.chdir(sample_crawl_dir)
+
+    command = ["train", str(spec), "--check"] if spec.name.startswith("train-") else \
+        ["run", "--check", "--offline", str(spec)]
+    assert main(command) == 0, capsys.readouterr().err
+    assert ": OK (" in capsys.readouterr().out
+
+
+def test_object_store_output_is_refused_before_work(tmp_path):
+    p = write(tmp_path, BASE.format(out="s3://bucket/out"))
+    with pytest.raises(ConfigError, match="output: s3://bucket/out: outputs go to a filesystem"):
+        build_plan(p)

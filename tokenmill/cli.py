@@ -18,7 +18,7 @@ def _run(a: argparse.Namespace) -> int:
     from tokenmill.pipeline.runner import check_job, run_job
 
     if a.check:
-        plan = check_job(a.job)
+        plan = check_job(a.job, offline=a.offline)
         print(f"{a.job}: OK ({len(plan.stages)} stages, output {plan.job.output})")
         return 0
     result = run_job(a.job, address=a.address, progress=not a.no_progress)
@@ -83,6 +83,12 @@ def _export(a: argparse.Namespace) -> int:
 
 
 def _train(a: argparse.Namespace) -> int:
+    if a.check:
+        from tokenmill.train.config import load_job
+
+        job = load_job(a.job)
+        print(f"{a.job}: OK (model {job.model.preset}, {len(job.data.sources)} sources, run_dir {job.run_dir})")
+        return 0
     from tokenmill.train.loop import train_from_spec
 
     train_from_spec(a.job, resume=a.resume, mix=a.mix, max_steps=a.max_steps)
@@ -148,6 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("job")
     r.add_argument("--address", default=None, help="Ray cluster address; default $RAY_ADDRESS or embedded")
     r.add_argument("--check", action="store_true", help="validate the spec and its inputs, run nothing")
+    r.add_argument("--offline", action="store_true", help="with --check: do not fetch remote input listings")
     r.add_argument("--no-progress", action="store_true")
 
     d = add("demo", _demo, "the whole loop on a generated crawl: pipeline → shards → train → trace → report")
@@ -197,6 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", action="store_true", help="continue from the latest good checkpoint")
     t.add_argument("--mix", default=None, help="YAML with new mixture stages to append at resume")
     t.add_argument("--max-steps", type=int, default=None, help="stop after this global step (override)")
+    t.add_argument("--check", action="store_true", help="validate the spec, train nothing")
 
     g = add("generate", _generate, "sample text from a checkpoint")
     g.add_argument("checkpoint")

@@ -113,7 +113,8 @@ def build_plan(job_or_path: PipelineJob | str | Path, check_resources: bool = Tr
 
 def _check_output(output: str, where: str) -> None:
     if "://" in output:
-        return
+        raise ConfigError(f"{where}: output: {output}: outputs go to a filesystem every Ray node mounts (local, "
+                          "NFS, Lustre, FSx); object-store URLs are supported for inputs and token shards only")
     p = Path(output).resolve()
     parent = next((q for q in [p, *p.parents] if q.exists()), None)
     if parent is None or not parent.is_dir() or not _writable(parent):

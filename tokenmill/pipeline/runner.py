@@ -58,10 +58,19 @@ def list_job_shards(plan: Plan) -> list[tuple[int, str]]:
     return out
 
 
-def check_job(job: str | Path | PipelineJob) -> Plan:
-    """Everything `run` validates before work starts: the spec, stage params, models, lists, inputs, output."""
+def check_job(job: str | Path | PipelineJob, offline: bool = False) -> Plan:
+    """Everything `run` validates before work starts: the spec, stage params, models, lists, inputs, output.
+
+    `offline`: do not list remote inputs (a real crawl's manifest is fetched over the network); local ones are.
+    """
+    from tokenmill.ingest import list_shards
+
     plan = build_plan(job)
-    list_job_shards(plan)
+    for i, spec in enumerate(plan.job.inputs):
+        if offline and all("://" in p for p in spec.paths):
+            continue
+        if not list_shards(spec):
+            raise ConfigError(f"{plan.spec_path}: inputs[{i}].paths matched no files: {spec.paths}")
     return plan
 
 
