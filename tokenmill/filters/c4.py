@@ -8,6 +8,8 @@ word "javascript" or a cookie/terms-of-use phrase are removed; Wikipedia-style c
 datatrove counts sentences by running spaCy's sentencizer on every kept line, which is most of its cost. The
 sentencizer is a small state machine over tokens, so we precompute, per cached whitespace chunk, its effect on
 that state (`_chunk_summary`) and fold lines chunk by chunk; counting stops once a page reaches the minimum.
+Same decisions and same text as datatrove on 1,210 real CC texts and the generated crawl
+(tests/test_filters_heuristics.py); speed of the whole FineWeb stack: see gopher.py.
 """
 
 from __future__ import annotations

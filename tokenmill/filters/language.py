@@ -6,8 +6,9 @@ Newlines become spaces (fastText predicts one line). The batch goes to fastText 
 for the best label only when every threshold is >= 0.5 (probabilities sum to 1, so no other label can pass),
 else for all labels at or above the lowest threshold. A document is kept when a keep-list language scores
 above its threshold (datatrove: strictly above; FineWeb: English, 0.65); with an empty keep list, when its best
-language does. `language`/`language_score` get the best label and its probability. Measured: see
-`python -m benchmarks.filters` (~5,000-7,000 docs/s of ~1 KB on one core, per ENVIRONMENT.md).
+language does. `language`/`language_score` get the best label and its probability. Measured: 483 docs/s on the
+1,210 real texts (avg 4 KB; fastText-bound: one `predict` per document runs at 530) with `python -m
+benchmarks.filters`; 94% agreement with Common Crawl's own CLD2 labels on 18 real pages.
 """
 
 from __future__ import annotations
