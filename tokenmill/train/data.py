@@ -2,26 +2,29 @@
 
 Micro-batch numbering: step s holds global samples [s·G, (s+1)·G) (G = global batch). Rank r of W takes the
 contiguous slice [s·G + r·G/W, s·G + (r+1)·G/W), cut into micro-batches of `micro_batch_size`. The k-th micro-batch
-of a rank is therefore a pure function of (k, r): a map-style Dataset over k, so DataLoader workers receive
-disjoint micro-batches round-robin and return them in order, and resuming at step s starts at k = s·M. With no
-workers the training process reads inline (a prefetch thread was 2-3x slower: it fights the consumer for the GIL);
-with workers, each keeps `prefetch` micro-batches ahead. Sequences come from
-`tokenmill.tokenize.packing.PackedSequences`, the token-shard reader; each row carries its document spans for the
-provenance log. Measured (benchmarks/loader.py, seq 4096, 8-row micro-batches, loaded 2-core machine): inline
-154M tokens/s = 0.41x a bare memmap read of the same bytes (0.54x without document spans); 1-2 workers 52-62M
-tokens/s (0.14-0.16x: the pipe to the training process dominates).
+of a rank is therefore a pure function of (k, r), so workers take disjoint micro-batches round-robin and resuming at
+step s starts at k = s·M.
+
+Per micro-batch (B rows, L = seq_len + 1 tokens), everything but the token copies is a handful of NumPy calls over
+the whole micro-batch: the mixture lookup (`MixtureSchedule.locate`, one call per 64 steps), the packing plan
+lookup (concat plans: plan row = sequence; best-fit: `searchsorted` on the plan), and the document spans for
+provenance (one `searchsorted` of all segments on the source's document starts, kept as NumPy arrays of global
+token positions: 12 bytes per document per process). Tokens are copied once, segment by segment, from the shard
+memmaps into the output, which is the int64 tensor itself inline, or a shared-memory slot of the stored dtype in
+a worker (tokenmill/train/data_workers.py); the training process widens it into the int64 tensor (one copy, the
+same one an inline read does). Measured (benchmarks/loader.py, seq 4096, 8-row micro-batches, loaded 2-core
+machine): see the docstring of benchmarks/loader.py and benchmarks/results/loader.json.
 """
 
 from __future__ import annotations
 
-from bisect import bisect_left, bisect_right
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, get_worker_info
 
+from tokenmill.train.data_plan import SPAN_COLUMNS, ChunkPlan, SourceReader  # noqa: F401 - SPAN_COLUMNS re-exported
 from tokenmill.train.mixture import MixtureSchedule
 
 
@@ -48,43 +51,24 @@ class RankLayout:
         first = step * self.global_batch + self.rank * self.per_rank + m * self.micro_batch
         return np.arange(first, first + self.micro_batch, dtype=np.int64)
 
+    def rank_samples(self, local_J: np.ndarray) -> np.ndarray:
+        """Global sample indices of this rank's samples local_J (rank-local numbering: micro-batch k holds
+        rank-local samples [k·B, (k+1)·B))."""
+        step_J, j_J = np.divmod(local_J.astype(np.int64), self.per_rank)
+        return step_J * self.global_batch + self.rank * self.per_rank + j_J
+
     def row_in_step(self, k: int) -> int:
         """Row of micro-batch k's first sample inside its global batch."""
         return self.rank * self.per_rank + (k % self.micro_per_step) * self.micro_batch
 
 
-LOCATE_CHUNK_STEPS = 64  # steps of sample → (source, sequence) lookups computed in one vectorized call
+LOCATE_CHUNK_SAMPLES = 8192  # rank samples located per vectorized call: ~1 us/sample (vs ~20 at 512 samples)
 
 
-SPAN_COLUMNS = ("row", "shard", "doc_row", "seq_start", "seq_stop", "doc_token_start")  # batch["spans"] columns
-
-
-class _ShardIndex:
-    """One shard's document token ranges as Python lists (built once per process): for the handful of documents
-    in a row, `bisect` on a list beats NumPy's per-call overhead (~4x here)."""
-
-    def __init__(self, table) -> None:
-        starts = table.column("token_start").to_numpy()
-        self.starts = starts.tolist()
-        self.ends = (starts + table.column("token_count").to_numpy()).tolist()
-
-
-def document_spans(index: _ShardIndex, shard: int, row: int, start: int, length: int, pos: int,
-                   out: list[tuple]) -> None:
-    """Append the spans (SPAN_COLUMNS) of the documents overlapping tokens [start, start + length) of `shard`,
-    placed at `pos` in `row`."""
-    stop = start + length
-    first = max(bisect_right(index.starts, start) - 1, 0)
-    for d in range(first, bisect_left(index.starts, stop)):
-        a, b = max(index.starts[d], start), min(index.ends[d], stop)
-        if a < b:
-            out.append((row, shard, d, pos + a - start, pos + b - start, a - index.starts[d]))
-
-
-class MixtureMicroBatches(Dataset):
-    """Map-style dataset: item k is rank-local micro-batch k as a dict of arrays, with `spans` (SPAN_COLUMNS) saying
-    which document rows of which shard fill which token range of which row (ids and urls are looked up only when
-    the provenance log is written)."""
+class MixtureMicroBatches:
+    """Item k is rank-local micro-batch k as a dict of arrays, with `spans` (SPAN_COLUMNS) saying which document
+    rows of which shard fill which token range of which row (ids and urls are looked up only when the provenance
+    log is written). `fill(k, tokens_BL)` writes the tokens into a caller's array (int64, or the stored dtype)."""
 
     def __init__(self, sources: dict, schedule: MixtureSchedule, layout: RankLayout, with_docs: bool = True,
                  max_steps: int | None = None) -> None:
@@ -93,18 +77,18 @@ class MixtureMicroBatches(Dataset):
         self.layout = layout
         self.with_docs = with_docs
         self.max_steps = max_steps
-        self._token_dtype = np.result_type(*[p.ds.dtype for p in sources.values()])
+        self.token_dtype = np.result_type(*[p.ds.dtype for p in sources.values()])
+        self.L = next(iter(sources.values())).L
+        self.share = (0, 1)  # (offset, stride): this reader serves micro-batches k = offset mod stride (a worker's)
         self._reset()
 
     def _reset(self) -> None:
-        self._chunk: tuple[int, tuple] | None = None
-        self._shard_index: dict[tuple[str, int], _ShardIndex] = {}
-        self._tokens: dict[tuple[str, int], np.ndarray] = {}
-        self._plans: dict[str, tuple[np.ndarray, ...]] = {}
+        self._chunk: ChunkPlan | None = None
+        self._readers: dict[int, SourceReader] = {}
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
-        for key in ("_chunk", "_shard_index", "_tokens", "_plans"):
+        for key in ("_chunk", "_readers"):
             state.pop(key)
         return state
 
@@ -115,127 +99,93 @@ class MixtureMicroBatches(Dataset):
     def __len__(self) -> int:
         return (self.max_steps or 0) * self.layout.micro_per_step
 
-    def _locate(self, sample_B: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """schedule.locate, computed LOCATE_CHUNK_STEPS steps at a time (fixed costs amortized over rows)."""
-        G = self.layout.global_batch
-        chunk = int(sample_B[0]) // (G * LOCATE_CHUNK_STEPS)
-        if self._chunk is None or self._chunk[0] != chunk:
-            first = chunk * G * LOCATE_CHUNK_STEPS
-            chunk_samples = np.arange(first, first + G * LOCATE_CHUNK_STEPS)
-            self._chunk = (chunk, self.schedule.locate(chunk_samples, check_exhausted=False))
-        offset = int(sample_B[0]) - chunk * G * LOCATE_CHUNK_STEPS
-        found = tuple(a[offset:offset + len(sample_B)] for a in self._chunk[1])
-        if offset + len(sample_B) > G * LOCATE_CHUNK_STEPS or (found[2] > 0).any():
-            return self.schedule.locate(sample_B)  # straddles chunks, or a new epoch: raises if the job says stop
-        return found
+    def prepare(self) -> None:
+        """Build every source's lookup arrays now: before forking workers, which then share them."""
+        for s in range(len(self.schedule.sources)):
+            reader = self._reader(s)
+            if self.with_docs:
+                reader.docs()
 
-    def _read(self, name: str, shard: int, start: int, stop: int) -> np.ndarray:
-        ds = self.sources[name].ds
-        if ds.is_remote:
-            return ds.read(shard, start, stop)
-        mm = self._tokens.get((name, shard))
-        if mm is None:
-            # verifies the shard's sha256 once; a plain ndarray view slices ~3x faster than the memmap subclass
-            mm = self._tokens[(name, shard)] = np.asarray(ds.tokens(shard))
-        return mm[start:stop]
+    def _reader(self, s: int) -> SourceReader:
+        reader = self._readers.get(s)
+        if reader is None:
+            reader = self._readers[s] = SourceReader(self.sources[self.schedule.sources[s]])
+        return reader
 
-    def _segments(self, name: str, seq: np.ndarray) -> list[list[tuple[int, int, int]]]:
-        """(shard, start, length) ranges of each sequence in `seq`, looked up for all rows at once."""
-        cols = self._plans.get(name)
-        if cols is None:
-            plan = self.sources[name].plan  # rows (seq, shard, start, length) sorted by seq
-            cols = self._plans[name] = tuple(np.ascontiguousarray(plan[k]) for k in ("seq", "shard", "start",
-                                                                                       "length"))
-        seq_col, shard, start, length = cols
-        lo = seq_col.searchsorted(seq, side="left")
-        hi = seq_col.searchsorted(seq + 1, side="left")
-        if (hi - lo == 1).all():  # concat packing: one range per sequence
-            return [[t] for t in zip(shard[lo].tolist(), start[lo].tolist(), length[lo].tolist(), strict=False)]
-        return [list(zip(shard[a:b].tolist(), start[a:b].tolist(), length[a:b].tolist(), strict=False))
-                for a, b in zip(lo.tolist(), hi.tolist(), strict=False)]
+    def _plan(self, k: int) -> tuple[ChunkPlan, int]:
+        """The chunk plan holding micro-batch k, and k's first row in it: `schedule.locate` and the plan lookups
+        run on LOCATE_CHUNK_SAMPLES of this rank's samples at a time (their fixed costs amortized over rows); a
+        worker's chunks hold only its own micro-batches (`share`)."""
+        B = self.layout.micro_batch
+        per_chunk = max(LOCATE_CHUNK_SAMPLES // B, 1)
+        offset, stride = self.share
+        if (k - offset) % stride:
+            raise ValueError(f"micro-batch {k} is not in this reader's share {self.share} (offset, stride)")
+        chunk, i = divmod((k - offset) // stride, per_chunk)
+        if self._chunk is None or self._chunk.key != (offset, stride, chunk):
+            mb_M = offset + stride * np.arange(chunk * per_chunk, (chunk + 1) * per_chunk)
+            sample_C = self.layout.rank_samples((mb_M[:, None] * B + np.arange(B)).ravel())
+            located = self.schedule.locate(sample_C, check_exhausted=False)
+            self._chunk = None  # a failed lookup must not leave the previous chunk in place
+            self._chunk = ChunkPlan((offset, stride, chunk), sample_C, located, self._reader, self.L, self.with_docs)
+        return self._chunk, i * B
 
-    def _index(self, name: str, shard: int) -> _ShardIndex:
-        idx = self._shard_index.get((name, shard))
-        if idx is None:
-            idx = self._shard_index[(name, shard)] = _ShardIndex(self.sources[name].ds.index(shard))
-        return idx
-
-    def __getitem__(self, k: int) -> dict:
-        sample_B = self.layout.sample_indices(k)
-        src_B, seq_B, epoch_B = self._locate(sample_B)
-        B = len(sample_B)
-        L = next(iter(self.sources.values())).L
-        info = get_worker_info()
-        # in a worker: the stored dtype (uint16/uint32), 4x fewer bytes through the pipe, widened by as_tensors;
-        # inline: int64 at once (one copy, not two)
-        tokens_BL = np.empty((B, L), dtype=np.int64 if info is None else self._token_dtype)
-        n_valid_B = np.zeros(B, dtype=np.int64)
-        spans: list[tuple] = []
-        for s in np.unique(src_B).tolist():
-            name = self.schedule.sources[s]
-            packed = self.sources[name]
-            rows = np.flatnonzero(src_B == s)
-            for r, segments in zip(rows.tolist(), self._segments(name, seq_B[rows]), strict=False):
-                pos = 0
-                for shard, start, length in segments:
-                    tokens_BL[r, pos:pos + length] = self._read(name, shard, start, start + length)
-                    if self.with_docs:
-                        document_spans(self._index(name, shard), shard, r, start, length, pos, spans)
-                    pos += length
-                tokens_BL[r, pos:] = packed.ds.pad_id
-                n_valid_B[r] = pos
-        batch = {  # NumPy, not tensors: pickled through the worker pipe, ~5x cheaper than torch's shared memory
-            "k": k, "tokens_BL": tokens_BL, "n_valid_B": n_valid_B, "sample_B": sample_B,
-            "source_B": np.ascontiguousarray(src_B), "seq_B": np.ascontiguousarray(seq_B),
-            "epoch_B": np.ascontiguousarray(epoch_B), "worker": -1 if info is None else info.id,
-        }
+    def fill(self, k: int, tokens_BL: np.ndarray) -> dict:
+        """Write micro-batch k's tokens into tokens_BL (B, L) and return the rest of the batch."""
+        plan, lo = self._plan(k)
+        B, L = tokens_BL.shape
+        hi = lo + B
+        if self.schedule.on_exhausted == "stop" and (plan.epoch_C[lo:hi] > 0).any():
+            self.schedule.locate(plan.sample_C[lo:hi])  # a source ran out: raises DataExhausted, the job's message
+        shards, a, b = plan.shard_tokens, plan.segment_offsets[lo], plan.segment_offsets[hi]
+        for r, s, shard, start, n, pos in zip(*(col[a:b] for col in plan.segments), strict=True):
+            arr = shards[s][shard]
+            tokens_BL[r - lo, pos:pos + n] = arr[start:start + n] if arr is not None else \
+                self._readers[s].ds.view(shard, start, start + n)  # remote: cached blocks
+        for r in plan.short_rows[plan.short_offsets[lo]:plan.short_offsets[hi]]:  # best-fit rows with room: pad
+            tokens_BL[r - lo, plan.n_valid_C[r]:] = plan.pad_C[r]
+        n_valid_B = plan.n_valid_C[lo:hi].copy()
+        batch = {"k": k, "n_valid_B": n_valid_B, "sample_B": plan.sample_C[lo:hi].copy(),
+                 "source_B": plan.src_C[lo:hi].copy(), "seq_B": plan.seq_C[lo:hi].copy(),
+                 "epoch_B": plan.epoch_C[lo:hi].copy(), "worker": -1}
         if self.with_docs:
-            spans.sort()  # by row, then shard and position
-            batch["spans"] = np.array(spans, dtype=np.int64).reshape(-1, len(SPAN_COLUMNS))
+            spans_N6 = plan.spans_N6[plan.span_offsets[lo]:plan.span_offsets[hi]].copy()
+            spans_N6[:, 0] -= lo
+            batch["spans"] = spans_N6
         return batch
 
+    def __getitem__(self, k: int) -> dict:
+        """Micro-batch k with int64 tokens_BL, as NumPy arrays."""
+        tokens_BL = np.empty((self.layout.micro_batch, self.L), dtype=np.int64)
+        return {**self.fill(k, tokens_BL), "tokens_BL": tokens_BL}
 
-def as_tensors(batch: dict, pin_memory: bool = False) -> dict:
-    """The micro-batch's arrays as tensors (zero-copy; pinned for fast host-to-GPU copies when asked)."""
+
+def as_tensors(batch: dict, tokens_BL: torch.Tensor | None = None) -> dict:
+    """The micro-batch's arrays as tensors (zero-copy), `spans` stays NumPy; tokens_BL replaced when given."""
     out = {k: torch.from_numpy(v) if isinstance(v, np.ndarray) and k != "spans" else v for k, v in batch.items()}
-    out["tokens_BL"] = torch.from_numpy(batch["tokens_BL"].astype(np.int64, copy=False))
-    if pin_memory:
-        out["tokens_BL"] = out["tokens_BL"].pin_memory()
+    if tokens_BL is not None:
+        out["tokens_BL"] = tokens_BL
     return out
 
 
-class _Sequential(torch.utils.data.Sampler):
-    def __init__(self, start: int, stop: int) -> None:
-        self.start, self.stop = start, stop
-
-    def __iter__(self) -> Iterator[int]:
-        return iter(range(self.start, self.stop))
-
-    def __len__(self) -> int:
-        return self.stop - self.start
-
-
-def _identity(x):
-    return x
+def _inline(dataset: MixtureMicroBatches, start: int, stop: int, pin_memory: bool) -> Iterator[dict]:
+    B, L = dataset.layout.micro_batch, dataset.L
+    for k in range(start, stop):
+        tokens_BL = torch.empty((B, L), dtype=torch.int64, pin_memory=pin_memory)  # filled in place: one copy
+        yield as_tensors(dataset.fill(k, tokens_BL.numpy()), tokens_BL)
 
 
 def micro_batches(dataset: MixtureMicroBatches, start_step: int, stop_step: int, num_workers: int = 0,
                   prefetch: int = 2, pin_memory: bool = False) -> Iterator[dict]:
-    """This rank's micro-batches for steps [start_step, stop_step), in order."""
+    """This rank's micro-batches for steps [start_step, stop_step), in order; read inline (num_workers=0: a
+    prefetch thread measured 2-3x slower, it fights the consumer for the GIL) or by worker processes, each
+    keeping `prefetch` micro-batches ahead in shared memory."""
     M = dataset.layout.micro_per_step
-    sampler = _Sequential(start_step * M, stop_step * M)
-    if num_workers == 0:  # inline: a prefetch thread measured 2-3x slower here (it fights the consumer for the GIL)
-        return (as_tensors(dataset[k], pin_memory) for k in sampler)
-    loader = DataLoader(dataset, sampler=sampler, batch_size=None, num_workers=num_workers,
-                        prefetch_factor=prefetch, collate_fn=_identity,
-                        persistent_workers=False, multiprocessing_context="fork" if _can_fork() else None)
-    return (as_tensors(b, pin_memory) for b in loader)
+    if num_workers == 0:
+        return _inline(dataset, start_step * M, stop_step * M, pin_memory)
+    from tokenmill.train.data_workers import worker_micro_batches
 
-
-def _can_fork() -> bool:
-    import multiprocessing as mp
-
-    return "fork" in mp.get_all_start_methods()
+    return worker_micro_batches(dataset, start_step * M, stop_step * M, num_workers, prefetch, pin_memory)
 
 
 def step_batches(batches: Iterator[dict], micro_per_step: int) -> Iterator[list[dict]]:
