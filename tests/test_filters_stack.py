@@ -16,10 +16,11 @@ FILTERS = ["language", "gopher_repetition", "gopher_quality", "c4", "fineweb_qua
            "urls", "quality"]
 
 
-@pytest.fixture
-def job(small_crawl, shared_data, tmp_path):
+@pytest.fixture(scope="module")
+def job(small_crawl, shared_data, tmp_path_factory):
     from tokenmill.filters.quality import train_classifier
 
+    tmp_path = tmp_path_factory.mktemp("stack")
     labelled = str(shared_data / "commoncrawl/text/dclm_majority_data.jsonl.gz")
     model = tmp_path / "hq.bin"
     train_classifier([labelled], [labelled], str(model), label_field="label", holdout=0.0, epochs=5)
@@ -60,10 +61,11 @@ def test_all_filters_in_sequence(job, small_crawl):
 
 
 def test_plan_names_the_bad_model_file(job, tmp_path):
-    path, model = job
+    path, _ = job
     spec = yaml.safe_load(path.read_text())
     bad = tmp_path / "missing.bin"
     spec["stages"][-1]["quality"]["model_path"] = str(bad)
+    path = tmp_path / "bad-job.yaml"
     path.write_text(yaml.safe_dump(spec))
     from tokenmill.config import ConfigError
 
