@@ -13,8 +13,8 @@ that stream, where `offset` is the running total over all earlier stages (Levant
 the past of a stage is fixed once it has begun, appending a stage never repeats nor skips a sequence. Stream element
 j is epoch `j // n_s`, position `j % n_s`, and sequence `feistel_e(position)` — a seeded bijection on [0, n_s)
 computed on the fly (a 6-round Feistel network on the next even power of two, cycle-walked), so no permutation
-array is ever stored. Measured: `locate` of 1M samples in ~2.6 s on one (shared, loaded) core; the loader calls it
-once per 64 steps.
+array is ever stored. Measured: `locate` of 131k samples in ~0.11 s (~0.9 us a sample) on one shared, loaded core,
+~1 us a sample from 2k samples up, ~3 us at 512 (per-call overhead); the loader calls it on 8192 samples at once.
 """
 
 from __future__ import annotations
@@ -49,11 +49,12 @@ _M1, _M2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
 
 def _mix64(x: np.ndarray) -> np.ndarray:
     """splitmix64 finalizer on uint64 arrays (wrapping arithmetic)."""
-    x = x ^ (x >> _S30)
-    x = x * _M1
-    x = x ^ (x >> _S27)
-    x = x * _M2
-    return x ^ (x >> _S31)
+    x = x ^ (x >> _S30)  # a new array; the rest in place (~1.7x faster on 8k-element arrays)
+    x *= _M1
+    x ^= x >> _S27
+    x *= _M2
+    x ^= x >> _S31
+    return x
 
 
 @lru_cache(maxsize=4096)
@@ -208,7 +209,8 @@ class MixtureSchedule:
                                 f"{indices[i]} (step {indices[i] // self.samples_per_step}); set "
                                 "data.on_exhausted: wrap to start a new epoch, or add data")
         seq = np.empty_like(elem)
-        for s, e in {(int(a), int(b)) for a, b in zip(src, epoch, strict=False)}:
+        n_epochs = int(epoch.max()) + 1 if len(epoch) else 1
+        for s, e in (divmod(key, n_epochs) for key in np.unique(src * n_epochs + epoch).tolist()):  # no per-row loop
             sel = (src == s) & (epoch == e)
             seq[sel] = feistel_permute(position[sel], int(sizes[sel][0]), _key(self.seed, self.sources[s], e))
         return src, seq, epoch
