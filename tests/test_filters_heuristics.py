@@ -184,3 +184,12 @@ def test_dropped_rows_are_kept_and_skipped():
     assert out.num_rows == 2
     assert out["drop_reason"].to_pylist() == ["ingest.earlier", "gopher_rep.dup_line_frac"]
     assert out["gopher_rep.dup_line_frac"][0].as_py() is None  # not computed for a row dropped before
+
+
+def test_edge_cases_match_datatrove_and_empty_batches_pass():
+    from tokenmill.schema import empty_documents
+
+    texts = [" ", "\n\n", "a", "😀" * 10, "x", "\t\n\x0b", "word\u00a0word\u2028line", "[1] [edit]"]
+    for ours, ref, prefix, rename in pairs():
+        assert drop_reasons(ours, texts) == datatrove_reasons(ref, texts, prefix, rename), ours.name
+        assert ours.process(empty_documents()).num_rows == 0

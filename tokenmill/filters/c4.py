@@ -49,14 +49,14 @@ class C4Filter(_WordsStage):
     def setup(self) -> None:
         super().setup()
         self._summary: dict[int, tuple[int, bool, int, bool]] = {}
-        self._summary_vocab = id(self._splitter.chunk_id)
+        self._summary_generation = self._splitter.generation
 
     def filter_batch(self, texts: list[str]):
         if self._splitter is None:
             self.setup()
         self._splitter.chunks(texts)  # learn the batch's chunks in one spaCy call
-        if self._summary_vocab != id(self._splitter.chunk_id):  # the chunk cache was cleared
-            self._summary, self._summary_vocab = {}, id(self._splitter.chunk_id)
+        if self._summary_generation != self._splitter.generation:  # the chunk cache was cleared
+            self._summary, self._summary_generation = {}, self._splitter.generation
         out_texts, reasons, kept_frac = [], [], []
         for text in texts:
             new, reason, frac = self._filter_one(text)

@@ -91,6 +91,7 @@ class WordSplitter:
         self.clear()
 
     def clear(self) -> None:
+        self.generation = getattr(self, "generation", -1) + 1  # chunk ids of an older generation are void
         self.chunk_id: dict[str, int] = {}
         self._chunk_start: list[int] = []  # into _chunk_tokens
         self._chunk_len: list[int] = []
