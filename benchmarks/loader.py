@@ -1,8 +1,9 @@
-"""Mixture loader throughput: tokens/s delivered at seq_len 4096 from local shards with 0, 1 and 2 DataLoader
-workers (0 = inline in the training process), against a plain memmap read of the same bytes (the same sequences in the same order, one slice each,
-stacked into int64 batches). Also reports provenance bytes per step (global batch 8 rows at seq 4096).
+"""Mixture loader throughput: tokens/s delivered at seq_len 4096 from local shards with 0, 1 and 2 loader worker
+processes (0 = inline in the training process), against a plain memmap read of the same bytes (the same sequences
+in the same order, one slice each, stacked into int64 batches). Rates include the workers' start-up; the time to
+the first micro-batch is reported beside them. Also reports provenance bytes per step (8 rows at seq 4096).
 
-    python -m benchmarks.loader [--tokens 24000000] [--steps 1000]
+    python -m benchmarks.loader [--tokens 24000000] [--steps 3000]
 
 Input: generated token shards (two sources, 60/40 mix, documents of 50-3000 tokens, uint16), written once to a
 temporary folder. The loader's work per row beyond the raw read: the mixture lookup (Feistel permutation, block
