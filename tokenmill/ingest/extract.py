@@ -25,9 +25,6 @@ import threading
 import time
 from dataclasses import dataclass
 
-# Captions are not running text; skipping them: article F1 0.930 → 0.937 on scrapinghub's benchmark, 0.886 → 0.887 on
-# trafilatura's eval sample (benchmarks/ingest.py). Comments are skipped too (+0.015 / +0.006), as trafilatura does.
-SKIP_ELEMENTS = ["figcaption", '[class*="caption"]']
 BAD_CHARSET_FRAC = 0.02
 POLL_S = 0.05
 MAX_FRUITLESS_RESTARTS = 3  # a child that dies this often with no page done is broken, not unlucky  # how often a waiting parent checks the child's progress against the time cap  # > 2% replacement characters: the bytes are not in the charset we decoded them with
@@ -81,8 +78,10 @@ def extract_one(body: bytes, declared: str | None, opts: ExtractOptions) -> tupl
         else:
             from resiliparse.extract.html2text import extract_plain_text
 
-            text = extract_plain_text(html, main_content=opts.main_content, alt_texts=False, comments=False,
-                                      skip_elements=SKIP_ELEMENTS if opts.main_content else None)
+            from tokenmill.ingest.boilerplate import extract_main_text
+
+            text = (extract_main_text(html) if opts.main_content else
+                    extract_plain_text(html, main_content=False, alt_texts=False, comments=False))
     except Exception:  # noqa: BLE001 - a parser failure on one page is that page's drop reason
         return "", "ingest.extract_error"
     return text, None

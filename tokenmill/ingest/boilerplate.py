@@ -1,0 +1,97 @@
+"""Main-content extraction: resiliparse, narrowed to the article node and pruned of boilerplate blocks first.
+
+resiliparse's `main_content` heuristics work on the whole page and keep more boilerplate than trafilatura
+(precision 0.82 vs 0.94 on trafilatura's eval sample). Two cheap DOM passes with resiliparse's own HTMLTree
+(lexbor, C) close most of that gap before resiliparse extracts the text:
+
+1. Article node. The first element matching trafilatura's first two BODY_XPATH expressions
+   (trafilatura/xpaths.py: `entry-content`, `article-body`, `itemprop=articleBody`, …, then the first
+   `<article>`), written as CSS selectors, is the page when resiliparse finds at least `MIN_MAIN_CHARS` of text
+   in it; else the whole page is. (Trafilatura's further, vaguer groups — `#content`, `main`, `[class^=main]` —
+   lost recall here: eval-sample F1 0.88 vs 0.90.)
+2. Boilerplate blocks. Elements whose class or id contains a negative keyword (trafilatura's and
+   readability's discard patterns: related, share, newsletter, comment, footer, sidebar, teaser, …) are removed
+   when they hold less than `MAX_PRUNE_FRAC` of the text (a `<body class="has-sidebar">` wrapper must stay).
+
+Measured (benchmarks/ingest.py, token F1; 181 scrapinghub pages / 150 trafilatura eval pages): the plain
+resiliparse config scored 0.937 / 0.887, this one 0.954 / 0.908, trafilatura as datatrove runs it 0.960 / 0.925.
+Held out (the odd-indexed pages, not looked at while choosing keywords by the even ones): 0.950 / 0.895 vs
+trafilatura 0.941 / 0.924. Cost: ~2x resiliparse alone per page, still ~10x trafilatura.
+"""
+
+from __future__ import annotations
+
+from resiliparse.extract.html2text import extract_plain_text
+from resiliparse.parse.html import HTMLTree
+
+# Captions are not running text: skipping them moved F1 0.930 → 0.937 (scrapinghub) and 0.886 → 0.887 (eval).
+SKIP_ELEMENTS = ["figcaption", '[class*="caption"]']
+MIN_MAIN_CHARS = 200  # an article node with less text is a teaser or a stub: 0 chars here cost 0.07 F1 (scrapinghub)
+MAX_PRUNE_FRAC = 0.3  # a keyword block holding more of the page than this is a wrapper, not boilerplate
+
+_CONTAINERS = ("article", "div", "main", "section")
+# trafilatura BODY_XPATH[0] (class/id substrings; itemprop and exact ids), then BODY_XPATH[1] (first <article>)
+_ARTICLE_KEYS = ("entry-content", "article-content", "article__content", "article-body", "article__body",
+                 "articlebody", "articlecontent", "page-content", "text-content", "body-text", "article__container",
+                 "art-content")
+ARTICLE_SELECTORS = [
+    ",".join([f'{t}[{a}*="{k}" i]' for t in _CONTAINERS for k in _ARTICLE_KEYS for a in ("class", "id")]
+             + [f'{t}[itemprop="articleBody"]' for t in _CONTAINERS]),
+    "article",
+]
+# Dropping "widget" too cost 0.009 scrapinghub F1 (sites wrap the article in widgets); "footnote", "breadcrumb",
+# "advert", "sponsor" changed nothing measurable, so they are left out.
+NEGATIVE_KEYWORDS = ("comment", "footer", "sidebar", "share", "social", "related", "promo", "newsletter", "cookie",
+                     "teaser", "recommend", "subscribe")
+NEGATIVE_SELECTOR = ",".join(f'[{a}*="{k}" i]' for k in NEGATIVE_KEYWORDS for a in ("class", "id"))
+_KEEP_TAGS = frozenset({"html", "body", "main", "article"})
+
+
+def _text(tree: HTMLTree) -> str:
+    return extract_plain_text(tree, main_content=True, alt_texts=False, comments=False, skip_elements=SKIP_ELEMENTS)
+
+
+def article_node(tree: HTMLTree):
+    """The first element of the first selector group that matches, or None."""
+    if tree.body is None:
+        return None
+    for selector in ARTICLE_SELECTORS:
+        node = tree.body.query_selector(selector)
+        if node is not None:
+            return node
+    return None
+
+
+def prune_boilerplate(tree: HTMLTree) -> int:
+    """Remove keyword-matched blocks holding < MAX_PRUNE_FRAC of the page text; returns how many went."""
+    root = tree.body
+    if root is None:
+        return 0
+    limit = MAX_PRUNE_FRAC * len(root.text)
+    outer, current = [], None
+    # document order, so a hit's descendants follow it; .values(): iterating the collection is quadratic (2,000
+    # hits: 7 s) in resiliparse 2.0.1
+    for el in root.query_selector_all(NEGATIVE_SELECTOR).values():
+        if current is not None and current.contains(el):
+            continue  # inside a block already going: never touch a destroyed node
+        if el.tag not in _KEEP_TAGS and len(el.text) < limit:
+            outer.append(el)
+            current = el
+    for el in outer:
+        el.decompose()
+    return len(outer)
+
+
+def extract_main_text(html: str) -> str:
+    """Main-content text of one decoded page: article node, boilerplate pruned, resiliparse main_content."""
+    tree = HTMLTree.parse(html)
+    node = article_node(tree)
+    if node is not None:
+        tree.body.replace_children(node)  # in place: re-parsing node.html costs ~1 ms more per page
+        prune_boilerplate(tree)
+        text = _text(tree)
+        if len(text) >= MIN_MAIN_CHARS:
+            return text
+        tree = HTMLTree.parse(html)
+    prune_boilerplate(tree)
+    return _text(tree)
