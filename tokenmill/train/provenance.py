@@ -10,8 +10,8 @@ nothing else. One Parquet row per training row:
     docs list<struct<doc_id, url, seq_start int32, seq_stop int32, doc_token_start int64, loss float32>>
 
 `loss` of a document = mean next-token cross-entropy over the targets inside its span, from the same forward
-pass that trained on it. Size: 643 bytes per step of 8 rows x 4096 tokens (~3 documents a row) with zstd
-(benchmarks/loader.py).
+pass that trained on it. Size: 568 bytes per step of 8 rows x 4096 tokens (~3 documents a row) with zstd
+(benchmarks/loader.py, 3000 steps in one file; 643 with 1000).
 """
 
 from __future__ import annotations
