@@ -7,7 +7,9 @@ default Trafilatura extractor (favour_precision, deduplicate, 1 s sandboxed time
 
 Quality, on `shared/data/html`: scrapinghub's article-extraction-benchmark (181 pages; token F1 of the text vs
 `articleBody`) and trafilatura's own eval sample (150 pages; F1 over `with` snippets found and `without`
-snippets wrongly kept). The same bytes → str decoding is used for every extractor.
+snippets wrongly kept), on all pages and on the odd-indexed half (held out while tuning), for tokenmill's
+resiliparse path before (`resiliparse_plain`) and after its boilerplate pass. The same bytes → str decoding is
+used for every extractor.
 
     python -m benchmarks.ingest [--docs 1000] [--repeats 2]
 """
@@ -61,36 +63,49 @@ def token_f1(pred: str, gold: str) -> float:
 
 def extractors() -> dict:
     from datatrove.pipeline.extractors import Trafilatura
+    from resiliparse.extract.html2text import extract_plain_text
+
+    from tokenmill.ingest.boilerplate import SKIP_ELEMENTS
 
     dt = Trafilatura()
     return {
         "tokenmill_resiliparse": lambda b: extract_one(b, None, ExtractOptions("resiliparse", True))[0],
+        # the config before the article-node + pruning pass (tokenmill/ingest/boilerplate.py): before/after
+        "resiliparse_plain": lambda b: extract_plain_text(decode_html(b, None), main_content=True, alt_texts=False,
+                                                          comments=False, skip_elements=SKIP_ELEMENTS),
         "tokenmill_trafilatura": lambda b: extract_one(b, None, ExtractOptions("trafilatura", True))[0],
         "datatrove_trafilatura": lambda b: dt.extract(decode_html(b, None)) or "",
     }
 
 
+def snippet_f1(rows: list[tuple[str, dict]]) -> float:
+    """trafilatura's eval: `with` snippets found are hits, `without` snippets found are false positives."""
+    tp = fn = fp = 0
+    for text, v in rows:
+        found = sum(s in text for s in v["with"])
+        tp, fn, fp = tp + found, fn + len(v["with"]) - found, fp + sum(s in text for s in v["without"])
+    prec, rec = tp / max(tp + fp, 1), tp / max(tp + fn, 1)
+    return round(2 * prec * rec / max(prec + rec, 1e-9), 4)
+
+
 def quality() -> dict:
-    """Mean token F1 per extractor on both real-page sets (skipped when shared/data is absent)."""
+    """Mean token F1 per extractor on both real-page sets (skipped when shared/data is absent), on all pages and
+    on the odd-indexed half alone (`heldout`; see boilerplate.py for how held out it is)."""
     if not DATA.is_dir():
         return {}
-    ex = extractors()
     out: dict = {}
     truth = json.loads((DATA / "scrapinghub_aeb/ground-truth.json").read_text())
-    pages = {k: gzip.decompress((DATA / f"scrapinghub_aeb/html/{k}.html.gz").read_bytes()) for k in truth}
-    for name, fn in ex.items():
-        f1 = [token_f1(fn(pages[k]), v["articleBody"]) for k, v in truth.items()]
+    pages = [gzip.decompress((DATA / f"scrapinghub_aeb/html/{k}.html.gz").read_bytes()) for k in truth]
+    gold = [v["articleBody"] for v in truth.values()]
+    evald = list(json.loads((DATA / "trafilatura_eval_sample/evaldata_subset.json").read_text()).values())
+    evalpages = [gzip.decompress((DATA / "trafilatura_eval_sample" / (v["file"] + ".gz")).read_bytes()) for v in evald]
+    for name, fn in extractors().items():
+        f1 = [token_f1(fn(p), g) for p, g in zip(pages, gold, strict=True)]
         out[f"aeb_f1_{name}"] = round(sum(f1) / len(f1), 4)
-    evald = json.loads((DATA / "trafilatura_eval_sample/evaldata_subset.json").read_text())
-    for name, fn in ex.items():
-        tp = fn_ = fp = 0
-        for v in evald.values():
-            text = fn(gzip.decompress((DATA / "trafilatura_eval_sample" / (v["file"] + ".gz")).read_bytes()))
-            found = [s in text for s in v["with"]]
-            tp, fn_ = tp + sum(found), fn_ + len(found) - sum(found)
-            fp += sum(s in text for s in v["without"])
-        prec, rec = tp / max(tp + fp, 1), tp / max(tp + fn_, 1)
-        out[f"trafeval_f1_{name}"] = round(2 * prec * rec / max(prec + rec, 1e-9), 4)
+        out[f"aeb_f1_heldout_{name}"] = round(sum(f1[1::2]) / len(f1[1::2]), 4)
+        rows = [(fn(p), v) for p, v in zip(evalpages, evald, strict=True)]
+        out[f"trafeval_f1_{name}"] = snippet_f1(rows)
+        out[f"trafeval_f1_heldout_{name}"] = snippet_f1(rows[1::2])
     return out
 
 
@@ -125,6 +140,9 @@ def main() -> None:
                                                - metrics["aeb_f1_datatrove_trafilatura"])
         ratios["trafeval_f1_gap_vs_trafilatura"] = (metrics["trafeval_f1_tokenmill_resiliparse"]
                                                     - metrics["trafeval_f1_datatrove_trafilatura"])
+        for s in ("aeb", "trafeval"):
+            ratios[f"{s}_heldout_f1_gap_vs_trafilatura"] = (metrics[f"{s}_f1_heldout_tokenmill_resiliparse"]
+                                                           - metrics[f"{s}_f1_heldout_datatrove_trafilatura"])
     path = write_result("ingest", input=f"generated crawl, {args.docs} pages in {args.files} WARC files "
                         f"({mb:.1f} MB gz); shared/data/html (181 + 150 real pages)", metrics=metrics, ratios=ratios,
                         goal={"docs_per_s_tokenmill_vs_datatrove": f">= {GOAL_SPEEDUP}",

@@ -21,6 +21,8 @@ trafilatura 0.941 / 0.924. Cost: ~2x resiliparse alone per page, still ~10x traf
 
 from __future__ import annotations
 
+import re
+
 from resiliparse.extract.html2text import extract_plain_text
 from resiliparse.parse.html import HTMLTree
 
@@ -34,9 +36,11 @@ _CONTAINERS = ("article", "div", "main", "section")
 _ARTICLE_KEYS = ("entry-content", "article-content", "article__content", "article-body", "article__body",
                  "articlebody", "articlecontent", "page-content", "text-content", "body-text", "article__container",
                  "art-content")
+# one :is() selector: 5x faster in lexbor than the same 100 selectors as a list (0.02 vs 0.10 ms a page)
 ARTICLE_SELECTORS = [
-    ",".join([f'{t}[{a}*="{k}" i]' for t in _CONTAINERS for k in _ARTICLE_KEYS for a in ("class", "id")]
-             + [f'{t}[itemprop="articleBody"]' for t in _CONTAINERS]),
+    f":is({','.join(_CONTAINERS)}):is("
+    + ",".join([f'[{a}*="{k}" i]' for k in _ARTICLE_KEYS for a in ("class", "id")] + ['[itemprop="articleBody"]'])
+    + ")",
     "article",
 ]
 # Dropping "widget" too cost 0.009 scrapinghub F1 (sites wrap the article in widgets); "footnote", "breadcrumb",
@@ -45,6 +49,11 @@ NEGATIVE_KEYWORDS = ("comment", "footer", "sidebar", "share", "social", "related
                      "teaser", "recommend", "subscribe")
 NEGATIVE_SELECTOR = ",".join(f'[{a}*="{k}" i]' for k in NEGATIVE_KEYWORDS for a in ("class", "id"))
 _KEEP_TAGS = frozenset({"html", "body", "main", "article"})
+# Tail lines ("Mehr zum Thema", "Advertisement", "Share This Story", "Ed Cara"): shorter than this and not ending a
+# sentence. 40-100 all measured alike (eval-sample F1 +0.014 to +0.017, scrapinghub -0.000 to +0.002); 60 is the middle
+TAIL_MIN_CHARS = 60
+# sentence ends, CJK's too (without 。！？ the rule ate two whole Japanese articles: scrapinghub F1 -0.01)
+SENTENCE_END = re.compile(r'[.!?"»“”)。！？」』]$')
 
 
 def _text(tree: HTMLTree) -> str:
@@ -82,8 +91,20 @@ def prune_boilerplate(tree: HTMLTree) -> int:
     return len(outer)
 
 
+def trim_tail(text: str) -> str:
+    """Drop trailing lines shorter than TAIL_MIN_CHARS that do not end a sentence; the first line always stays."""
+    end = len(text)
+    while (start := text.rfind("\n", 0, end)) >= 0:
+        line = text[start + 1:end].strip()
+        if len(line) >= TAIL_MIN_CHARS or SENTENCE_END.search(line):
+            break
+        end = start
+    return text[:end]
+
+
 def extract_main_text(html: str) -> str:
-    """Main-content text of one decoded page: article node, boilerplate pruned, resiliparse main_content."""
+    """Main-content text of one decoded page: article node, boilerplate pruned, resiliparse main_content,
+    short trailing lines trimmed."""
     tree = HTMLTree.parse(html)
     node = article_node(tree)
     if node is not None:
@@ -91,7 +112,7 @@ def extract_main_text(html: str) -> str:
         prune_boilerplate(tree)
         text = _text(tree)
         if len(text) >= MIN_MAIN_CHARS:
-            return text
+            return trim_tail(text)
         tree = HTMLTree.parse(html)
     prune_boilerplate(tree)
-    return _text(tree)
+    return trim_tail(_text(tree))
