@@ -40,7 +40,7 @@ class DataSpec(Strict):
     seed: int = 0
     block_size: int | None = Field(default=None, ge=1)  # samples per exact-count block; default one global batch
     on_exhausted: Literal["wrap", "stop"] = "wrap"  # wrap: new epoch with a fresh permutation
-    num_workers: int = Field(default=0, ge=0)  # DataLoader worker processes per rank; 0 = read inline
+    num_workers: int = Field(default=0, ge=0)  # loader worker processes per rank (shared-memory hand-off); 0 = read inline, fastest on busy cores
     prefetch: int = Field(default=2, ge=1)  # micro-batches each worker keeps ready
 
 
