@@ -2,8 +2,9 @@
 
 Charset: the HTTP header's charset if Python knows it, else resiliparse's `detect_encoding` (which reads <meta>
 and sniffs the bytes); the bytes are decoded with `errors="replace"`, and a page whose text is more than
-`BAD_CHARSET_FRAC` U+FFFD is dropped as `ingest.bad_charset`. Text: resiliparse `extract_plain_text` (main
-content or everything) or trafilatura's `extract`.
+`BAD_CHARSET_FRAC` U+FFFD is dropped as `ingest.bad_charset`. Text: main content by resiliparse after
+boilerplate.py's article-node / boilerplate-block / tail passes, everything by resiliparse `extract_plain_text`
+(`main_content=False`), or trafilatura's `extract`.
 
 The time cap cannot be a SIGALRM: resiliparse's main-content extraction is C code that does not return to the
 interpreter, and it is quadratic in nesting depth — a 550 KB page of 50,000 nested <div>s takes 61 s here, and
@@ -11,8 +12,9 @@ a SIGALRM handler only runs after it returns (measured: 80 s). So pages are extr
 receives a batch of pages and sends back one result per page; when a page takes longer than the cap, the parent
 kills the child, marks the page `ingest.extract_timeout`, starts a new child and goes on with the rest of the
 batch. The parent parses the next batch while the child extracts this one (`submit` / `collect`): read_documents
-runs at ~4,600 pages/s end to end on the generated crawl here, 16x datatrove's WarcReader + Trafilatura (14-27x
-across runs on this shared machine), with article F1 0.937 vs trafilatura's 0.960 (benchmarks/ingest.py).
+runs at ~4,800 pages/s end to end on the generated crawl here, 12.8x datatrove's WarcReader + Trafilatura
+(10-25x across runs on this shared machine), with article F1 0.956 / 0.922 vs trafilatura's 0.960 / 0.925 on
+scrapinghub's / trafilatura's real pages (benchmarks/ingest.py).
 """
 
 from __future__ import annotations
@@ -25,9 +27,9 @@ import threading
 import time
 from dataclasses import dataclass
 
-BAD_CHARSET_FRAC = 0.02
-POLL_S = 0.05
-MAX_FRUITLESS_RESTARTS = 3  # a child that dies this often with no page done is broken, not unlucky  # how often a waiting parent checks the child's progress against the time cap  # > 2% replacement characters: the bytes are not in the charset we decoded them with
+BAD_CHARSET_FRAC = 0.02  # > 2% replacement characters: the bytes are not in the charset we decoded them with
+POLL_S = 0.05  # how often a waiting parent checks the child's progress against the time cap
+MAX_FRUITLESS_RESTARTS = 3  # a child that dies this often with no page done is broken, not unlucky
 
 
 @dataclass(frozen=True)
