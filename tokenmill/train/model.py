@@ -7,7 +7,10 @@
 
 Parity: with the same weights our logits equal transformers' DeepseekV3ForCausalLM (float32, relative error ~4e-7,
 tests/test_model_parity.py); `tokenmill.train.model_hf.to_hf_state_dict` maps the names. Training step on CPU vs
-that model, same config and batch (benchmarks/train.py, CPU time, two runs): 1.15-1.19x fp32, 1.78x bf16 autocast.
+that model, same config and batch (benchmarks/train.py, CPU time, four runs on a loaded 2-core machine): 1.20-1.32x
+fp32, 1.64-1.99x bf16 autocast. The fp32 step is bound by work both models share: the same 174.8 GFLOP of matmuls
+per step (64% of ours, run at ~92 GFLOPS, this core's peak) plus causal attention (23%, flash SDPA; HF's math path
+does twice the FLOPs), so even if everything else cost nothing the ceiling is ~1.4-1.5x.
 
 Legend: B batch, T sequence, D model dim, V vocabulary, L MoE layers (main layers, then the MTP block's), E experts.
 """

@@ -12,7 +12,8 @@ grouped matrix multiplies (`grouped_mm`; the gate weight scales the I-wide hidde
 their tokens with one `index_add` — no Python loop over experts, no un-sort, no sort in the backward (x[idx]'s
 backward sorts its indices): 4% off the fp32 training step (benchmarks/train.py). Under autocast the
 grouped matmuls run in the autocast dtype (grouped_mm is not on autocast's op list, so HF's experts stay fp32):
-on this CPU a bf16 matmul is ~4.6x an fp32 one, and a whole training step runs 1.78x transformers' (benchmarks/train.py).
+on this CPU a bf16 matmul is ~4.6x an fp32 one, and a whole training step runs 1.64-1.99x transformers'
+(benchmarks/train.py).
 
 Legend: N tokens (B·T), D model dim, E routed experts, K activated experts, G groups, I expert width, S = N·K pairs.
 """
