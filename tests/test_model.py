@@ -43,12 +43,12 @@ def test_grouped_expert_compute_equals_naive_loop():
     x_ND = torch.randn(257, args.dim, requires_grad=True)
     ids_NK = torch.stack([torch.randperm(13)[:3] for _ in range(257)])  # experts 13-15 get no tokens
     ids_NK[:40] = torch.tensor([0, 1, 2])  # a skewed load
-    weights_NK = torch.rand(257, 3)
+    weights_NK = torch.rand(257, 3, requires_grad=True)  # the gate weights scale the hidden: check their grad
     got = experts(x_ND, weights_NK, ids_NK)
     want = naive_experts(experts, x_ND, weights_NK, ids_NK)
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
-    g_got = torch.autograd.grad(got.square().sum(), [x_ND, experts.w13, experts.w2])
-    g_want = torch.autograd.grad(want.square().sum(), [x_ND, experts.w13, experts.w2])
+    g_got = torch.autograd.grad(got.square().sum(), [x_ND, weights_NK, experts.w13, experts.w2])
+    g_want = torch.autograd.grad(want.square().sum(), [x_ND, weights_NK, experts.w13, experts.w2])
     for a, b in zip(g_got, g_want, strict=True):
         assert ((a - b).norm() / b.norm()) < 1e-5
 
