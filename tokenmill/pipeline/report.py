@@ -58,6 +58,50 @@ def plot_drops(stats: dict, path: Path) -> str | None:
     return _save(fig, path)
 
 
+def _column_values(files: list[Path], col: str) -> list:
+    return [pq.read_table(f, columns=[col])[col] for f in files if col in pq.read_schema(f).names]
+
+
+def plot_languages(out: Path, path: Path) -> str | None:
+    """Documents per detected language, kept and dropped (the language stage labels every document it sees)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    kept = _column_values(sorted((out / "documents").glob("*.parquet")), "language")
+    dropped = _column_values(sorted((out / "rejected").glob("*/*.parquet")), "language")
+    counts: dict[str, list[int]] = {}
+    for i, chunks in enumerate((kept, dropped)):
+        if not chunks:
+            continue
+        for v in pc.value_counts(pa.chunked_array(chunks).drop_null()).to_pylist():
+            counts.setdefault(v["values"], [0, 0])[i] += v["counts"]
+    if not counts:
+        return None
+    top = sorted(counts.items(), key=lambda kv: -sum(kv[1]))[:20][::-1]
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(8, 0.35 * len(top) + 1.2))
+    names = [k for k, _ in top]
+    ax.barh(names, [v[0] for _, v in top], color="#36c", label="kept")
+    ax.barh(names, [v[1] for _, v in top], left=[v[0] for _, v in top], color="#ccd", label="dropped")
+    ax.set_xlabel("documents")
+    ax.set_title("Languages (fastText lid.176)")
+    ax.legend(loc="lower right")
+    return _save(fig, path)
+
+
+def plot_cluster_sizes(stats: dict, path: Path) -> str | None:
+    hist = (stats.get("summaries") or {}).get("minhash_dedup", {}).get("cluster_size_histogram")
+    if not hist:
+        return None
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 3))
+    ax.bar(list(hist), list(hist.values()), color="#939")
+    ax.set_xlabel("documents per near-duplicate cluster")
+    ax.set_ylabel("clusters")
+    ax.set_title("MinHash dedup cluster sizes")
+    return _save(fig, path)
+
+
 def score_histograms(out: Path, stats: dict, report_dir: Path) -> list[tuple[str, str]]:
     """One histogram per score column a stage declares (`score_columns`), over kept and rejected documents."""
     import numpy as np
@@ -73,10 +117,7 @@ def score_histograms(out: Path, stats: dict, report_dir: Path) -> list[tuple[str
             continue
     plots = []
     for col in dict.fromkeys(columns):
-        values = []
-        for f in files:
-            if col in pq.read_schema(f).names:
-                values.append(pq.read_table(f, columns=[col])[col].to_numpy(zero_copy_only=False))
+        values = [c.to_numpy(zero_copy_only=False) for c in _column_values(files, col)]
         if not values:
             continue
         v = np.concatenate(values).astype(float)
@@ -116,8 +157,17 @@ def render_html(stats: dict, images: dict[str, str | None], hists: list[tuple[st
     if hists:
         parts.append("<h2>Scores</h2>")
         parts += [f'<img class="hist" src="{src}" alt="{html.escape(col)}">' for col, src in hists]
+    if images.get("languages"):
+        parts.append("<h2>Languages</h2>")
+        parts.append(f'<img id="plot-languages" src="{images["languages"]}" alt="languages">')
     for name, summary in (stats.get("summaries") or {}).items():
         parts.append(f"<h2>{html.escape(name)}</h2>")
+        if name.startswith("minhash_dedup") and images.get("clusters"):
+            parts.append(f'<img id="plot-clusters" src="{images["clusters"]}" alt="cluster sizes">')
+        if isinstance(summary.get("benchmarks"), dict):  # the contamination table, one row per benchmark
+            parts.append(_table([{"benchmark": b, **v} for b, v in summary["benchmarks"].items()],
+                                ["benchmark", "items", "items_found", "documents", "contaminated_fraction"]))
+            summary = {k: v for k, v in summary.items() if k != "benchmarks"}
         for key, value in summary.items():
             if isinstance(value, list) and value and isinstance(value[0], dict):
                 parts.append(f"<h3>{html.escape(key)}</h3>" + _table(value[:200], list(value[0])))
@@ -138,7 +188,9 @@ def write_report(out: Path, stats: dict) -> Path:
     report_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(report_dir / "stats.json", stats)
     images = {"funnel": plot_funnel(stats, report_dir / "funnel.png"),
-              "drops": plot_drops(stats, report_dir / "drops.png")}
+              "drops": plot_drops(stats, report_dir / "drops.png"),
+              "languages": plot_languages(out, report_dir / "languages.png"),
+              "clusters": plot_cluster_sizes(stats, report_dir / "clusters.png")}
     hists = score_histograms(out, stats, report_dir)
     page = report_dir / "index.html"
     atomic_write_bytes(page, render_html(stats, images, hists).encode())
