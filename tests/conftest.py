@@ -27,7 +27,7 @@ def ray_local():
     """One embedded Ray for the whole session (starting one costs ~4 s and ~800 MB)."""
     import ray
 
-    from tokenmill.pipeline.ray_env import init_ray
+    from tokenmill.ray_env import init_ray
 
     init_ray(address=None, num_cpus=2)
     yield ray

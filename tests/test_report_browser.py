@@ -14,7 +14,7 @@ from test_report_train import PLOTS, train_spiked_run
 from test_trace_web import ARTIFACTS, CHROMIUM, DevTools
 
 from tokenmill.pipeline.runner import run_job
-from tokenmill.train.report import write_train_report
+from tokenmill.trace.run_report import write_train_report
 
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (apt-get install -y chromium)")
 

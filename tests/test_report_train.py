@@ -14,7 +14,7 @@ from test_train_fixtures import english_like_texts, make_text_dataset, make_toke
 
 from tokenmill.config import ConfigError
 from tokenmill.train.loop import train_from_spec
-from tokenmill.train.report import realized_mix, write_train_report
+from tokenmill.trace.run_report import realized_mix, write_train_report
 
 SPIKE_STEP = 40
 PLOTS = {"loss", "mix", "expert-load", "lr", "grad_norm", "throughput"}

@@ -45,7 +45,7 @@ def _report(a: argparse.Namespace) -> int:
     from pathlib import Path
 
     if (Path(a.run_dir) / "metrics.jsonl").exists():  # a training run
-        from tokenmill.train.report import write_train_report
+        from tokenmill.trace.run_report import write_train_report
 
         print(write_train_report(a.run_dir))
     else:

@@ -103,7 +103,7 @@ def run_demo(out: str | Path = "out/demo", docs: int = 2000, full: bool = True, 
         tokens = result.output / "tokens"
         run = train_with_mix_change(out, tokens, steps=train_steps)
         traced = trace_a_sample(run, tokens, result.output / "documents")
-        from tokenmill.train.report import write_train_report
+        from tokenmill.trace.run_report import write_train_report
 
         done |= {"train": str(run), "train_report": str(write_train_report(run)), "trace": str(run / "trace.json")}
         spans = traced.get("spans", [])

@@ -12,28 +12,15 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from tokenmill.io import atomic_write_bytes, atomic_write_json, read_json
+from tokenmill.plots import html_table, pyplot, save_png
 
 HIST_BINS = 40
-
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(fig, path: Path) -> str:
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    _plt().close(fig)
-    return path.name
+HIST_COLUMNS = 3
+SAMPLE_ROWS = 200_000  # rows read per plot (evenly spaced files); totals come from the exact per-shard counts
 
 
 def plot_funnel(stats: dict, path: Path) -> str:
-    plt = _plt()
+    plt = pyplot()
     f = stats["funnel"]
     fig, ax = plt.subplots(figsize=(8, 0.45 * len(f) + 1.2))
     names = [s["stage"] for s in f][::-1]
@@ -42,24 +29,36 @@ def plot_funnel(stats: dict, path: Path) -> str:
     ax.set_xlabel("documents")
     ax.set_title("Document funnel per stage")
     ax.legend(loc="lower right")
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def plot_drops(stats: dict, path: Path) -> str | None:
     drops = stats["drop_reasons"]
     if not drops:
         return None
-    plt = _plt()
+    plt = pyplot()
     items = list(drops.items())[:30][::-1]
     fig, ax = plt.subplots(figsize=(8, 0.35 * len(items) + 1.2))
     ax.barh([k for k, _ in items], [v for _, v in items], color="#c63")
     ax.set_xlabel("documents dropped")
     ax.set_title("Drops by reason")
-    return _save(fig, path)
+    return save_png(fig, path)
+
+
+def sample_files(files: list[Path], budget: int = SAMPLE_ROWS) -> list[Path]:
+    """Every k-th file so that about `budget` rows are read: the driver's cost stays flat as the crawl grows."""
+    rows = sum(pq.read_metadata(f).num_rows for f in files)
+    stride = max(1, -(-rows // budget))
+    return files[::stride]
 
 
 def _column_values(files: list[Path], col: str) -> list:
     return [pq.read_table(f, columns=[col])[col] for f in files if col in pq.read_schema(f).names]
+
+
+def _report_files(out: Path) -> tuple[list[Path], list[Path]]:
+    return (sample_files(sorted((out / "documents").glob("*.parquet"))),
+            sample_files(sorted((out / "rejected").glob("*/*.parquet"))))
 
 
 def plot_languages(out: Path, path: Path) -> str | None:
@@ -67,8 +66,9 @@ def plot_languages(out: Path, path: Path) -> str | None:
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    kept = _column_values(sorted((out / "documents").glob("*.parquet")), "language")
-    dropped = _column_values(sorted((out / "rejected").glob("*/*.parquet")), "language")
+    kept_files, dropped_files = _report_files(out)
+    kept = _column_values(kept_files, "language")
+    dropped = _column_values(dropped_files, "language")
     counts: dict[str, list[int]] = {}
     for i, chunks in enumerate((kept, dropped)):
         if not chunks:
@@ -78,7 +78,7 @@ def plot_languages(out: Path, path: Path) -> str | None:
     if not counts:
         return None
     top = sorted(counts.items(), key=lambda kv: -sum(kv[1]))[:20][::-1]
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, 0.35 * len(top) + 1.2))
     names = [k for k, _ in top]
     ax.barh(names, [v[0] for _, v in top], color="#36c", label="kept")
@@ -86,77 +86,72 @@ def plot_languages(out: Path, path: Path) -> str | None:
     ax.set_xlabel("documents")
     ax.set_title("Languages (fastText lid.176)")
     ax.legend(loc="lower right")
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def plot_cluster_sizes(stats: dict, path: Path) -> str | None:
     hist = (stats.get("summaries") or {}).get("minhash_dedup", {}).get("cluster_size_histogram")
     if not hist:
         return None
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 3))
     ax.bar(list(hist), list(hist.values()), color="#939")
     ax.set_xlabel("documents per near-duplicate cluster")
     ax.set_ylabel("clusters")
     ax.set_title("MinHash dedup cluster sizes")
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
-def score_histograms(out: Path, stats: dict, report_dir: Path) -> list[tuple[str, str]]:
-    """One histogram per score column a stage declares (`score_columns`), over kept and rejected documents."""
+def score_histograms(out: Path, stats: dict, path: Path) -> str | None:
+    """One panel per score column a stage declares (`score_columns`), over kept and rejected documents (sampled)."""
     import numpy as np
 
     from tokenmill.pipeline.plan import stage_class
 
-    files = sorted((out / "documents").glob("*.parquet")) + sorted((out / "rejected").glob("*/*.parquet"))
+    files = [f for group in _report_files(out) for f in group]
     columns: list[str] = []
     for s in stats["funnel"][1:]:
         try:
             columns += list(getattr(stage_class(s["stage"].split("#")[0]), "score_columns", ()))
         except Exception:  # noqa: BLE001 - a report never fails on an unknown stage
             continue
-    plots = []
+    panels = []
     for col in dict.fromkeys(columns):
         values = [c.to_numpy(zero_copy_only=False) for c in _column_values(files, col)]
-        if not values:
-            continue
-        v = np.concatenate(values).astype(float)
+        v = np.concatenate(values).astype(float) if values else np.zeros(0)
         v = v[np.isfinite(v)]
-        if v.size == 0:
-            continue
-        plt = _plt()
-        fig, ax = plt.subplots(figsize=(5, 3))
+        if v.size:
+            panels.append((col, v))
+    if not panels:
+        return None
+    plt = pyplot()
+    rows = -(-len(panels) // HIST_COLUMNS)
+    fig, axes = plt.subplots(rows, HIST_COLUMNS, figsize=(4 * HIST_COLUMNS, 2.6 * rows), squeeze=False)
+    for ax, (col, v) in zip(axes.flat, panels, strict=False):
         ax.hist(v, bins=HIST_BINS, color="#396")
-        ax.set_title(col)
-        ax.set_ylabel("documents")
-        name = "hist-" + "".join(ch if ch.isalnum() else "_" for ch in col) + ".png"
-        plots.append((col, _save(fig, report_dir / name)))
-    return plots
+        ax.set_title(col, fontsize=9)
+    for ax in axes.flat[len(panels):]:
+        ax.axis("off")
+    return save_png(fig, path)
 
 
-def _table(rows: list[dict], cols: list[str]) -> str:
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(r.get(c, '')))}</td>" for c in cols) + "</tr>"
-                   for r in rows)
-    return f"<table><tr>{head}</tr>{body}</table>"
-
-
-def render_html(stats: dict, images: dict[str, str | None], hists: list[tuple[str, str]]) -> str:
+def render_html(stats: dict, images: dict[str, str | None]) -> str:
     parts = [f"<h1>tokenmill run report: {html.escape(stats['job'])}</h1>",
              f"<p>spec: <code>{html.escape(stats['spec'])}</code> — documents out: "
              f"<b>{stats['documents_out']}</b></p>", "<h2>Funnel</h2>"]
     if images.get("funnel"):
         parts.append(f'<img id="plot-funnel" src="{images["funnel"]}" alt="funnel">')
-    parts.append(_table([{**s, "dropped": sum(s["dropped"].values())} for s in stats["funnel"]],
+    parts.append(html_table([{**s, "dropped": sum(s["dropped"].values())} for s in stats["funnel"]],
                         ["stage", "docs_in", "docs_kept", "dropped", "bytes_in", "bytes_kept"]))
     parts.append("<h2>Drops by reason</h2>")
     if images.get("drops"):
         parts.append(f'<img id="plot-drops" src="{images["drops"]}" alt="drops by reason">')
-    parts.append(_table([{"reason": k, "documents": v} for k, v in stats["drop_reasons"].items()],
+    parts.append(html_table([{"reason": k, "documents": v} for k, v in stats["drop_reasons"].items()],
                         ["reason", "documents"]))
-    if hists:
-        parts.append("<h2>Scores</h2>")
-        parts += [f'<img class="hist" src="{src}" alt="{html.escape(col)}">' for col, src in hists]
+    if images.get("scores"):
+        parts.append("<h2>Scores</h2><p>Histograms of each filter's signal, kept and dropped documents together "
+                     f"(up to {SAMPLE_ROWS:,} documents, from evenly spaced shards).</p>")
+        parts.append(f'<img id="plot-scores" src="{images["scores"]}" alt="score histograms">')
     if images.get("languages"):
         parts.append("<h2>Languages</h2>")
         parts.append(f'<img id="plot-languages" src="{images["languages"]}" alt="languages">')
@@ -165,17 +160,17 @@ def render_html(stats: dict, images: dict[str, str | None], hists: list[tuple[st
         if name.startswith("minhash_dedup") and images.get("clusters"):
             parts.append(f'<img id="plot-clusters" src="{images["clusters"]}" alt="cluster sizes">')
         if isinstance(summary.get("benchmarks"), dict):  # the contamination table, one row per benchmark
-            parts.append(_table([{"benchmark": b, **v} for b, v in summary["benchmarks"].items()],
+            parts.append(html_table([{"benchmark": b, **v} for b, v in summary["benchmarks"].items()],
                                 ["benchmark", "items", "items_found", "documents", "contaminated_fraction"]))
             summary = {k: v for k, v in summary.items() if k != "benchmarks"}
         for key, value in summary.items():
             if isinstance(value, list) and value and isinstance(value[0], dict):
-                parts.append(f"<h3>{html.escape(key)}</h3>" + _table(value[:200], list(value[0])))
+                parts.append(f"<h3>{html.escape(key)}</h3>" + html_table(value[:200], list(value[0])))
             else:
                 parts.append(f"<p><b>{html.escape(key)}</b>: <code>{html.escape(json.dumps(value)[:2000])}</code></p>")
     if stats.get("tokens"):
         parts.append("<h2>Tokens per source</h2>")
-        parts.append(_table([{"source": k, **v} for k, v in stats["tokens"].items()],
+        parts.append(html_table([{"source": k, **v} for k, v in stats["tokens"].items()],
                             ["source", "num_tokens", "num_documents", "dtype", "vocab_size"]))
     style = ("body{font-family:sans-serif;max-width:1000px;margin:2em auto}table{border-collapse:collapse;"
              "margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}img{max-width:100%}")
@@ -191,9 +186,11 @@ def write_report(out: Path, stats: dict) -> Path:
               "drops": plot_drops(stats, report_dir / "drops.png"),
               "languages": plot_languages(out, report_dir / "languages.png"),
               "clusters": plot_cluster_sizes(stats, report_dir / "clusters.png")}
-    hists = score_histograms(out, stats, report_dir)
+    for stale in report_dir.glob("hist-*.png"):  # one PNG per score in earlier versions
+        stale.unlink()
+    images["scores"] = score_histograms(out, stats, report_dir / "scores.png")
     page = report_dir / "index.html"
-    atomic_write_bytes(page, render_html(stats, images, hists).encode())
+    atomic_write_bytes(page, render_html(stats, images).encode())
     return page
 
 

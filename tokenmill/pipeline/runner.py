@@ -19,10 +19,10 @@ from pathlib import Path
 from tokenmill.config import ConfigError, PipelineJob
 from tokenmill.pipeline import manifest
 from tokenmill.pipeline.plan import Plan, StageSpec, build_plan
-from tokenmill.pipeline.ray_env import init_ray
 from tokenmill.pipeline.segment import SegmentShard, run_segment, shard_output
 from tokenmill.pipeline.stats import aggregate
 from tokenmill.pipeline.tasks import run_tasks
+from tokenmill.ray_env import init_ray
 from tokenmill.stage import Phases, Task
 
 

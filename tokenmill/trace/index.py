@@ -88,7 +88,7 @@ def build_span_index(dataset: str | Path, address: str | None = None, num_cpus: 
     """Index every shard of the dataset(s) at `dataset` with Ray tasks; returns a one-line summary per dataset."""
     import ray
 
-    from tokenmill.pipeline.ray_env import init_ray
+    from tokenmill.ray_env import init_ray
 
     roots = dataset_roots(dataset)
     init_ray(address, num_cpus)

@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 
 from tokenmill.config import ConfigError
 from tokenmill.io import atomic_write_bytes, read_json
-from tokenmill.pipeline.report import _plt, _save, _table
+from tokenmill.plots import html_table, pyplot, save_png
 from tokenmill.train.metrics import METRICS_FILE, SPIKES_FILE, read_jsonl
 from tokenmill.train.provenance import provenance_files
 
@@ -43,7 +43,7 @@ def _series(metrics: list[dict], key: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def plot_loss(metrics: list[dict], spikes: list[dict], path: Path) -> str:
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, 3.5))
     for key, color in (("loss", "#36c"), ("ce", "#999")):
         steps_N, loss_N = _series(metrics, key)
@@ -57,19 +57,19 @@ def plot_loss(metrics: list[dict], spikes: list[dict], path: Path) -> str:
     ax.set_ylabel("loss")
     ax.set_title("Loss (ce = next-token cross-entropy; spikes on the ce scale)")
     ax.legend(loc="upper right")
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def plot_curve(metrics: list[dict], key: str, label: str, path: Path) -> str | None:
     steps_N, values_N = _series(metrics, key)
     if not steps_N.size:
         return None
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, 2.6))
     ax.plot(steps_N, values_N, color="#396", lw=1.2)
     ax.set_xlabel("step")
     ax.set_title(label)
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def plot_expert_load(metrics: list[dict], path: Path) -> str | None:
@@ -78,7 +78,7 @@ def plot_expert_load(metrics: list[dict], path: Path) -> str | None:
     rows = [m for m in metrics if isinstance(m.get("load_max_over_min"), list) and m["load_max_over_min"]]
     if not rows:
         return None
-    plt = _plt()
+    plt = pyplot()
     steps_S = np.array([m["step"] for m in rows])
     ratio_LS = np.array([m["load_max_over_min"] for m in rows], dtype=float).T
     fig, (ax, bx) = plt.subplots(2, 1, figsize=(8, 4.5), sharex=True, height_ratios=[2, 1])
@@ -96,7 +96,7 @@ def plot_expert_load(metrics: list[dict], path: Path) -> str | None:
     bx.set_xlabel("step")
     if len(lo_LS):
         bx.legend(loc="upper left", fontsize=7)
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def realized_mix(run: Path) -> tuple[np.ndarray, dict[str, np.ndarray]]:
@@ -129,7 +129,7 @@ def realized_mix(run: Path) -> tuple[np.ndarray, dict[str, np.ndarray]]:
 def plot_mix(starts_W: np.ndarray, fractions: dict[str, np.ndarray], path: Path) -> str | None:
     if not fractions:
         return None
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, 3))
     width = int(starts_W[1] - starts_W[0]) if len(starts_W) > 1 else 1
     bottom_W = np.zeros(len(starts_W))
@@ -141,7 +141,7 @@ def plot_mix(starts_W: np.ndarray, fractions: dict[str, np.ndarray], path: Path)
     ax.set_ylabel("fraction of rows")
     ax.set_title(f"Realized mix (windows of {width} step{'s' if width > 1 else ''})")
     ax.legend(loc="upper right", fontsize=8)
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def config_rows(run: Path) -> list[dict]:
@@ -188,7 +188,7 @@ def spikes_html(run: Path, spikes: list[dict]) -> str:
         parts.append(f"<h3 id=\"spike-{s['step']}\">step {s['step']}: loss {s['loss']:.3f} vs trailing mean "
                      f"{mean} (z={s['z']:.1f}), {html.escape(str(s.get('action', '?')))}</h3>")
         docs = [{**d, "loss": f"{d['loss']:.3f}"} for d in s["documents"]]
-        parts.append(_table(docs, ["loss", "tokens", "source", "doc_id", "url"]) if docs
+        parts.append(html_table(docs, ["loss", "tokens", "source", "doc_id", "url"]) if docs
                      else "<p>(no provenance for this step)</p>")
     return "".join(parts)
 
@@ -218,8 +218,8 @@ def write_train_report(run_dir: str | Path) -> Path:
     job = (read_json(run / "run.json").get("job", {}).get("name") if (run / "run.json").is_file() else None)
     parts = [f"<h1>tokenmill training report: {html.escape(str(job or run.name))}</h1>",
              f"<p>run: <code>{html.escape(str(run.resolve()))}</code></p>",
-             "<h2>Summary</h2>", _table(summary_rows(metrics, spikes), ["metric", "value"]),
-             "<h2>Config</h2>", _table(config_rows(run), ["key", "value"])]
+             "<h2>Summary</h2>", html_table(summary_rows(metrics, spikes), ["metric", "value"]),
+             "<h2>Config</h2>", html_table(config_rows(run), ["key", "value"])]
     for name, title in titles.items():
         if images.get(name):
             parts += [f"<h2>{title}</h2>", _img(name, images[name], title)]
