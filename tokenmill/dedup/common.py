@@ -11,6 +11,15 @@ The survivor of a group (exact duplicates, a MinHash cluster) is the first row a
   longest   most characters of text
   quality   highest value of `quality_column`; missing scores last
 Ties go to the smallest id, then the earliest input position: the result never depends on task order.
+
+Exchange files (`write_partitioned` / `read_partition`): every all-to-all step between phases has each producer
+task write ONE file holding all P partitions, so a phase writes as many files as it has tasks, not tasks × P.
+The file is an Arrow IPC stream (schema, an empty batch, one record batch per non-empty partition in partition
+order, end-of-stream), then a trailer: P+1 little-endian uint64 byte offsets (batch p spans [off[p], off[p+1]),
+the header is [0, off[0])), P, and the magic `TMPART01`. A consumer reads the trailer's 16 + 16 bytes, the header
+and its own batch: a constant ~0.1 ms per (producer, partition) at any P, where a Parquet row group per partition
+costs a footer parse that grows with P (~270 B per row group: 24 ms to read one of 10,000, measured). Empty
+partitions take no bytes; a non-empty one costs ~240 B of batch metadata (3 columns) besides its rows.
 """
 
 from __future__ import annotations
@@ -121,6 +130,65 @@ def write_parquet(table: pa.Table, path: str) -> None:
         pq.write_table(table, tmp, compression="zstd")
 
 
+PART_MAGIC = b"TMPART01"
+_IPC = pa.ipc.IpcWriteOptions(compression="zstd")  # halves hash/key partitions of a few thousand rows
+
+
+def write_partitioned(table: pa.Table, part: np.ndarray, parts: int, path: str) -> None:
+    """Write `table` to one exchange file, row i into partition part[i] (0 <= part < parts); row order within a
+    partition is kept. Atomic: a killed task leaves no file, a re-run replaces it."""
+    order = np.argsort(part, kind="stable")
+    bounds = np.searchsorted(part[order], np.arange(parts + 1))
+    batch = table.take(pa.array(order)).combine_chunks().to_batches()
+    rows = batch[0] if batch else pa.RecordBatch.from_pylist([], schema=table.schema)
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema, options=_IPC) as w:
+        w.write_batch(rows.slice(0, 0))  # the header ends here; off[0] below
+        offsets = [sink.tell()]
+        for p in range(parts):
+            if bounds[p + 1] > bounds[p]:
+                w.write_batch(rows.slice(bounds[p], bounds[p + 1] - bounds[p]))
+            offsets.append(sink.tell())
+    trailer = np.asarray(offsets + [parts], "<u8").tobytes() + PART_MAGIC
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        f.write(sink.getvalue())
+        f.write(trailer)
+
+
+def _read_one_partition(path: str, p: int) -> pa.Table:
+    with open(path, "rb") as f:
+        size = f.seek(0, os.SEEK_END)
+        f.seek(max(size - 16, 0))
+        tail = f.read(16)
+        if len(tail) < 16 or tail[8:] != PART_MAGIC:
+            raise ValueError(f"{path}: not a partitioned exchange file (no {PART_MAGIC!r} trailer: truncated?)")
+        parts = int(np.frombuffer(tail[:8], "<u8")[0])
+        if not 0 <= p < parts:
+            raise ValueError(f"{path}: partition {p} asked for, the file has {parts}")
+        base = size - 16 - 8 * (parts + 1)
+        f.seek(base)
+        header_end = int(np.frombuffer(f.read(8), "<u8")[0])
+        f.seek(base + 8 * p)
+        lo, hi = (int(x) for x in np.frombuffer(f.read(16), "<u8"))
+        f.seek(0)
+        schema = pa.ipc.read_schema(pa.py_buffer(f.read(header_end)))
+        if hi == lo:
+            return schema.empty_table()
+        f.seek(lo)
+        return pa.Table.from_batches([pa.ipc.read_record_batch(pa.py_buffer(f.read(hi - lo)), schema)])
+
+
+def read_partition(paths: list[str], p: int, schema: pa.Schema | None = None) -> pa.Table:
+    """Partition p of every exchange file in `paths`, concatenated in path order (the schema's empty table if
+    there are no paths)."""
+    tables = [_read_one_partition(path, p) for path in paths]
+    if not tables:
+        if schema is None:
+            raise ValueError(f"no exchange files to read partition {p} from")
+        return schema.empty_table()
+    return pa.concat_tables(tables, promote_options="default")
+
+
 def read_parquets(paths: list[str], schema: pa.Schema | None = None) -> pa.Table | None:
     tables = [pq.read_table(p) for p in paths]
     if not tables:
@@ -147,7 +215,3 @@ def column_from(decisions: pa.Table, name: str, idx: np.ndarray, typ: pa.DataTyp
     mask = pa.array(idx < 0)
     taken = decisions[name].combine_chunks().take(pa.array(np.maximum(idx, 0)))
     return pc.if_else(mask, pa.scalar(None, typ), taken.cast(typ))
-
-
-def shard_dir(workdir: str, kind: str, shard: int) -> str:
-    return os.path.join(workdir, kind, f"shard-{shard:05d}")

@@ -1,9 +1,10 @@
 """Connected components over edge files, distributed: no task holds more than one partition of the edges.
 
 Algorithm: the alternating Large-Star / Small-Star rounds of Kiveris et al., "Connected Components in MapReduce
-and Beyond" (SoCC 2014). Nodes are 64-bit keys whose order is the label order. Edges live in P partition files
-keyed by one endpoint `u` (`partition_of(u)`); every step is one phase of P tasks, each reading the pairs (u, v)
-for its partition from every previous task and writing its output pairs partitioned again:
+and Beyond" (SoCC 2014). Nodes are 64-bit keys whose order is the label order. Edges are partitioned by one
+endpoint `u` (`partition_of(u)`); every step is one phase of P tasks, each reading the pairs (u, v) of its
+partition from every previous task's exchange file `cc/step-K/from-Q.arrows` (common.write_partitioned: one file
+per task, so P files a step) and writing its output pairs, partitioned again, into one file:
 
   Large-Star (input: both directions of every edge, grouped by u):
       m(u) = min(u, Γ(u));  emit {v, m(u)} for every neighbour v > u
@@ -15,8 +16,8 @@ component centred on its smallest key. The paper proves O(log² n) rounds. Measu
 last one only confirms) on the 10k and 100k benchmark corpora, 7 on the test's random graph with a 400-node chain
 (`summary()["components_rounds"]` reports it per run). Convergence: each Large-Star task
 returns a fingerprint of its (deduplicated) input edges (count and sum of fmix64(edge)); when a round's edge set
-equals the previous round's, nothing can change any more. That Large-Star's labels, (u, min(u, Γ(u))) written by
-the shard of u, are then every node's component root (its smallest key). Peak memory of a task: the edges of one
+equals the previous round's, nothing can change any more. That Large-Star's labels, (u, min(u, Γ(u))) in
+`cc/labels-K/from-Q.arrows` partitioned by the shard of u, are then every node's component root (its smallest key). Peak memory of a task: the edges of one
 partition (and of the largest star: one cluster).
 """
 
@@ -25,6 +26,7 @@ from __future__ import annotations
 import os
 
 import numpy as np
+import pyarrow as pa
 
 from tokenmill.dedup import common
 from tokenmill.dedup.ngrams import fmix64
@@ -42,6 +44,19 @@ def labels_dir(workdir: str, step: int) -> str:
     return os.path.join(workdir, "cc", f"labels-{step:03d}")
 
 
+PAIRS = pa.schema([("u", pa.uint64()), ("v", pa.uint64())])
+
+
+def pairs_table(pairs_E2: np.ndarray) -> pa.Table:
+    return pa.table({"u": pairs_E2[:, 0], "v": pairs_E2[:, 1]}, schema=PAIRS)
+
+
+def table_pairs(t: pa.Table) -> np.ndarray:
+    """(E, 2) uint64 from the first two columns of an exchange table."""
+    cols = [t.column(i).to_numpy() for i in (0, 1)]
+    return np.stack(cols, axis=1) if t.num_rows else np.zeros((0, 2), np.uint64)
+
+
 def save_npy(path: str, arr: np.ndarray) -> None:
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
@@ -49,20 +64,15 @@ def save_npy(path: str, arr: np.ndarray) -> None:
 
 
 def write_pairs(pairs_E2: np.ndarray, out_dir: str, src: int, parts: int) -> None:
-    """Write (u, v) pairs into `out_dir/from-SRC/to-Q.npy` by partition of u (non-empty files only)."""
-    part_E = common.partition_of(pairs_E2[:, 0], parts)
-    order = np.argsort(part_E, kind="stable")
-    pairs_E2, part_E = pairs_E2[order], part_E[order]
-    bounds = np.searchsorted(part_E, np.arange(parts + 1))
-    for q in range(parts):
-        if bounds[q + 1] > bounds[q]:
-            save_npy(os.path.join(out_dir, f"from-{src:04d}", f"to-{q:04d}.npy"), pairs_E2[bounds[q]:bounds[q + 1]])
+    """Write (u, v) pairs into the exchange file `out_dir/from-SRC.arrows`, partitioned by partition_of(u)."""
+    common.write_partitioned(pairs_table(pairs_E2), common.partition_of(pairs_E2[:, 0], parts), parts,
+                             os.path.join(out_dir, f"from-{src:05d}.arrows"))
 
 
 def read_pairs(in_dir: str, q: int) -> np.ndarray:
-    paths = common.shard_files(os.path.join(in_dir, "from-*", f"to-{q:04d}.npy"))
-    arrays = [np.load(p) for p in paths]
-    return np.concatenate(arrays) if arrays else np.zeros((0, 2), np.uint64)
+    """Partition q of every exchange file in `in_dir` (the producers of step 0 vary: buckets, verify or a test)."""
+    paths = common.shard_files(os.path.join(in_dir, "from-*.arrows"))
+    return table_pairs(common.read_partition(paths, q, PAIRS))
 
 
 def both_directions(pairs_E2: np.ndarray) -> np.ndarray:
@@ -93,7 +103,7 @@ def fingerprint(p_E2: np.ndarray) -> tuple[int, int]:
     return len(fwd), int(mixed.sum(dtype=np.uint64))
 
 
-def large_star(workdir: str, step: int, q: int, parts: int) -> dict:
+def large_star(workdir: str, step: int, q: int, parts: int, shards: int) -> dict:
     p = unique_pairs(read_pairs(step_dir(workdir, step), q))
     minv, first = _group_min(p)
     m_E = np.minimum(p[:, 0], minv)
@@ -101,9 +111,8 @@ def large_star(workdir: str, step: int, q: int, parts: int) -> dict:
     out = np.stack([p[up, 1], m_E[up]], axis=1)  # oriented larger -> smaller, for Small-Star
     write_pairs(out, step_dir(workdir, step + 1), q, parts)
     labels = np.stack([p[first, 0], m_E[first]], axis=1)
-    shard = common.key_shard(labels[:, 0])
-    for s in np.unique(shard):
-        save_npy(os.path.join(labels_dir(workdir, step), f"from-{q:04d}", f"shard-{s:05d}.npy"), labels[shard == s])
+    common.write_partitioned(pairs_table(labels), common.key_shard(labels[:, 0]), shards,
+                             os.path.join(labels_dir(workdir, step), f"from-{q:05d}.arrows"))
     count, fp = fingerprint(p)
     return {"edges": count, "fingerprint": str(fp)}
 
@@ -118,11 +127,18 @@ def small_star(workdir: str, step: int, q: int, parts: int) -> dict:
     return {"edges": len(p)}
 
 
-def connected_components(workdir: str, parts: int) -> Phases:
-    """Phases of Large-Star/Small-Star rounds over `step_dir(workdir, 0)`. Returns the step of the final labels."""
+def read_labels(workdir: str, step: int, parts: int, shard: int) -> np.ndarray:
+    """(N, 2) (key, root) of the clustered nodes of one shard, from the final Large-Star's P label files."""
+    paths = [os.path.join(labels_dir(workdir, step), f"from-{q:05d}.arrows") for q in range(parts)]
+    return table_pairs(common.read_partition(paths, shard))
+
+
+def connected_components(workdir: str, parts: int, shards: int) -> Phases:
+    """Phases of Large-Star/Small-Star rounds over `step_dir(workdir, 0)`, for nodes whose key_shard < `shards`.
+    Returns the step of the final labels (read_labels)."""
     step, previous = 0, None
     for _ in range(MAX_ROUNDS):
-        results = yield [Task(f"large-star-{step:03d}-{q:04d}", large_star, (workdir, step, q, parts))
+        results = yield [Task(f"large-star-{step:03d}-{q:04d}", large_star, (workdir, step, q, parts, shards))
                          for q in range(parts)]
         current = (sum(r["edges"] for r in results), sum(int(r["fingerprint"]) for r in results) % 2**64)
         if current == previous:

@@ -1,16 +1,18 @@
 """Exact deduplication on normalized text, hash-partitioned through files.
 
   phase 1, one task per shard:     normalize (ngrams.normalize: NFKC, lowercase, no punctuation, one space), hash
-                                   each text to 128 bits (xxh3-128), write (hash, key, id, rank) into P partition
-                                   files by hash: `hashes/shard-S/part-P.parquet`;
-  phase 2, one task per partition: read that partition from every shard, sort by (hash, rank, id, key): the first
-                                   row of each hash group survives, the others are written to per-shard decision
-                                   files `decisions/shard-S/part-P.parquet` (id, duplicate_of);
-  per shard:                       rows whose id has a decision get `drop_reason = exact_dedup.duplicate` and
-                                   `exact_dedup.duplicate_of` = the kept copy's id.
+                                   each text to 128 bits (xxh3-128), write (hash, key, id, rank) partitioned by
+                                   hash into one exchange file `hashes/shard-S.arrows` (common.write_partitioned);
+  phase 2, one task per partition: read its partition from every shard's file, sort by (hash, rank, id, key): the
+                                   first row of each hash group survives, the others (id, duplicate_of) go into
+                                   `decisions/part-P.arrows`, partitioned by shard;
+  per shard:                       reads its partition of every decisions file; rows whose id has a decision get
+                                   `drop_reason = exact_dedup.duplicate` and `exact_dedup.duplicate_of` = the kept
+                                   copy's id.
 
-No task holds more than one shard or one partition (1/P of all hashes). Texts that normalize to nothing are left
-alone (the filters own empty pages).
+Files: S + P exchange files (+ P stats) for S shards and P partitions, where one file per (shard, partition) made
+S × P + (shards with duplicates per partition) × P. No task holds more than one shard or one partition (1/P of
+all hashes). Texts that normalize to nothing are left alone (the filters own empty pages).
 """
 
 from __future__ import annotations
@@ -49,17 +51,13 @@ def hash_shard(path: str, shard: int, workdir: str, cfg: dict, parts: int) -> di
     out = pa.table({"h_hi": hi, "h_lo": lo, "key": common.node_keys(shard, table.num_rows),
                     "id": table[ID], "rank": common.rank_column(table, c.keep, c.quality_column)})
     out = out.filter(pa.array(active))
-    part = common.partition_of(out["h_hi"].to_numpy(), parts)
-    base = common.shard_dir(workdir, "hashes", shard)
-    for p in range(parts):
-        common.write_parquet(out.filter(pa.array(part == p)), os.path.join(base, f"part-{p:04d}.parquet"))
+    common.write_partitioned(out, common.partition_of(out["h_hi"].to_numpy(), parts), parts, _hashes(workdir, shard))
     return {"shard": shard, "docs": int(active.sum())}
 
 
 def resolve_partition(p: int, n_shards: int, workdir: str) -> dict:
-    """Phase 2: survivors of partition p; one decision file per shard that has duplicates."""
-    paths = [os.path.join(common.shard_dir(workdir, "hashes", s), f"part-{p:04d}.parquet") for s in range(n_shards)]
-    t = common.read_parquets(paths)
+    """Phase 2: survivors of partition p; the duplicates' decisions, partitioned by shard."""
+    t = common.read_partition([_hashes(workdir, s) for s in range(n_shards)], p)
     t = t.append_column("grp", pa.array(_group_codes(t)))
     t = t.take(pa.array(common.survivor_order(t, "grp")))
     first = common.group_starts(t["grp"].to_numpy())
@@ -69,15 +67,17 @@ def resolve_partition(p: int, n_shards: int, workdir: str) -> dict:
     dups = pa.table({ID: t[ID].take(pa.array(np.flatnonzero(dup))),
                      DUPLICATE_OF: t[ID].take(pa.array(kept_row[dup])),
                      "shard": common.key_shard(t["key"].to_numpy()[dup])})
-    shards = dups["shard"].to_numpy()
-    for s in np.unique(shards):
-        path = os.path.join(common.shard_dir(workdir, "decisions", int(s)), f"part-{p:04d}.parquet")
-        common.write_parquet(dups.filter(pa.array(shards == s)).drop_columns(["shard"]), path)
+    common.write_partitioned(dups.drop_columns(["shard"]), dups["shard"].to_numpy(), n_shards,
+                             os.path.join(workdir, "decisions", f"part-{p:05d}.arrows"))
     sizes = np.diff(np.append(np.flatnonzero(first), t.num_rows))
     stats = {"partition": p, "docs": t.num_rows, "duplicates": int(dup.sum()),
              "groups_with_duplicates": int((sizes > 1).sum()), "largest_group": int(sizes.max(initial=0))}
     atomic_write_json(os.path.join(workdir, "stats", f"part-{p:04d}.json"), stats)
     return stats
+
+
+def _hashes(workdir: str, shard: int) -> str:
+    return os.path.join(workdir, "hashes", f"shard-{shard:05d}.arrows")
 
 
 def _group_codes(t: pa.Table) -> np.ndarray:
@@ -107,10 +107,9 @@ class ExactDedup(GlobalStage):
 
     def setup(self) -> None:
         assert self.workdir is not None and self.shard is not None, "the runner sets workdir and shard"
-        paths = common.shard_files(os.path.join(common.shard_dir(self.workdir, "decisions", self.shard.index),
-                                                "*.parquet"))
+        paths = common.shard_files(os.path.join(self.workdir, "decisions", "part-*.arrows"))
         schema = pa.schema([(ID, pa.string()), (DUPLICATE_OF, pa.string())])
-        self._decisions = common.read_parquets(paths, schema)
+        self._decisions = common.read_partition(paths, self.shard.index, schema)
 
     def process(self, table: pa.Table) -> pa.Table:
         idx = common.lookup_by_id(table[ID], self._decisions)

@@ -1,18 +1,24 @@
 """MinHash-LSH near-duplicate removal: signatures → LSH buckets → distributed connected components → one survivor.
 
   signatures  (per shard)      word 5-grams of the normalized text → 112 64-bit MinHashes (ngrams.py, whole
-                               batches) → 14 band hashes of 8 rows; (band, band hash, key) rows written into P
-                               partition files by band hash; (key, id, rank) kept in `meta/`;
+                               batches) → 14 band hashes of 8 rows; (band, band hash, key) rows partitioned by
+                               band hash into `buckets/shard-S.arrows`; (key, id, rank) kept in `meta/`;
   buckets     (per partition)  every (band, hash) bucket with k > 1 documents gives k-1 star edges to its smallest
                                key: the candidate pairs;
   attach,     (per shard,      with `min_jaccard`: each candidate (u, v) gets u's signature in u's shard, then v's
   verify       twice)          shard keeps it if the two signatures agree on >= min_jaccard of their hashes; kept
                                edges go, both ways, into the first components step;
   components                   Large-Star/Small-Star rounds (components.py), each task one edge partition;
-  members     (per shard)      the final labels of this shard's nodes joined with its meta, re-partitioned by root;
+  members     (per shard)      the final labels of this shard's nodes joined with its meta, partitioned by root;
   choose      (per partition)  per cluster: survivor by the `keep` rule (common.py), size; decisions per shard.
   per shard                    `minhash_dedup.cluster_id` (the survivor's id), `minhash_dedup.cluster_size`, and
                                `drop_reason = minhash_dedup.duplicate` for every member but the survivor.
+
+Every arrow above that changes the grouping (shard ↔ partition) is an exchange: each producer task writes ONE
+file with all its consumers' partitions (common.write_partitioned) and each consumer reads its slice of every
+producer's file. Files per run, S shards, P partitions, R Large-Star rounds: buckets S, candidates P + S, cc steps
+(2R - 1) × P (step 0: S), labels R × P, members S, decisions P, plus meta, sigs, stats: ~6S + (3R + 2)P, where one
+file per (producer, consumer) made ~3S·P + (2R - 1)P².
 
 Defaults are FineWeb's (Penedo et al. 2024, datatrove `MinhashConfig`): 5-grams, 14 bands × 8 rows — a pair is a
 candidate with probability 1 - (1 - J^8)^14: 0.92 at Jaccard 0.8, 0.05 at 0.5; candidates are then verified on
@@ -78,10 +84,8 @@ def signature_shard(path: str, shard: int, workdir: str, cfg: dict, parts: int) 
     D = int(use.sum())
     rows = pa.table({"band": np.tile(np.arange(c.bands, dtype=np.uint16), D), "bhash": bh_DB.reshape(-1),
                      "key": np.repeat(keys[use], c.bands)})
-    part = common.partition_of(rows["bhash"].to_numpy(), parts)
-    base = common.shard_dir(workdir, "buckets", shard)
-    for p in range(parts):
-        common.write_parquet(rows.filter(pa.array(part == p)), os.path.join(base, f"part-{p:04d}.parquet"))
+    common.write_partitioned(rows, common.partition_of(rows["bhash"].to_numpy(), parts), parts,
+                             _path(workdir, "buckets", shard))
     if c.min_jaccard is not None:
         sig_DK = np.concatenate(sigs_DK)[use] if sigs_DK else np.zeros((0, c.bands * c.rows), np.uint64)
         components.save_npy(os.path.join(workdir, "sigs", f"shard-{shard:05d}.npy"), sig_DK)
@@ -92,8 +96,7 @@ def signature_shard(path: str, shard: int, workdir: str, cfg: dict, parts: int) 
 
 def bucket_partition(p: int, n_shards: int, workdir: str, parts: int, verify: bool) -> dict:
     """Phase 2: star edges (smallest key, other key) of every bucket with more than one document."""
-    paths = [os.path.join(common.shard_dir(workdir, "buckets", s), f"part-{p:04d}.parquet") for s in range(n_shards)]
-    t = common.read_parquets(paths)
+    t = common.read_partition([_path(workdir, "buckets", s) for s in range(n_shards)], p)
     band, bh, key = (t[c].to_numpy() for c in ("band", "bhash", "key"))
     order = np.lexsort((key, bh, band))
     band, bh, key = band[order], bh[order], key[order]
@@ -102,18 +105,24 @@ def bucket_partition(p: int, n_shards: int, workdir: str, parts: int, verify: bo
     root = key[np.maximum.accumulate(np.where(first, np.arange(len(key)), 0))]
     edges = components.unique_pairs(np.stack([root[~first], key[~first]], axis=1))  # a pair may share many bands
     if verify:
-        _write_by_shard(edges, 0, os.path.join(workdir, "candidates", "a"), p)
+        _write_by_shard(edges, 0, n_shards, _path(workdir, "candidates/a", p))
     else:
         components.write_pairs(components.both_directions(edges), components.step_dir(workdir, 0), p, parts)
     return {"partition": p, "edges": len(edges)}
 
 
-def _write_by_shard(edges_E2: np.ndarray, col: int, out_dir: str, src: int, sig_EK: np.ndarray | None = None) -> None:
-    shard_E = common.key_shard(edges_E2[:, col])
-    for s in np.unique(shard_E):
-        sel = shard_E == s
-        arr = edges_E2[sel] if sig_EK is None else np.concatenate([edges_E2[sel], sig_EK[sel]], axis=1)
-        components.save_npy(os.path.join(out_dir, f"from-{src:05d}", f"shard-{s:05d}.npy"), arr)
+def _path(workdir: str, kind: str, producer: int) -> str:
+    """The exchange file of one producer task (a shard or a partition) of one kind."""
+    return os.path.join(workdir, kind, f"from-{producer:05d}.arrows")
+
+
+def _write_by_shard(edges_E2: np.ndarray, col: int, n_shards: int, path: str, sig_EK: np.ndarray | None = None) -> None:
+    """Edges (u, v) [and u's signature] partitioned by the shard of column `col`."""
+    t = components.pairs_table(edges_E2)
+    if sig_EK is not None:
+        flat = pa.array(sig_EK.reshape(-1), pa.uint64())
+        t = t.append_column("sig_u", pa.FixedSizeListArray.from_arrays(flat, sig_EK.shape[1]))
+    common.write_partitioned(t, common.key_shard(edges_E2[:, col]), n_shards, path)
 
 
 def _shard_sigs(workdir: str, shard: int, keys: np.ndarray) -> np.ndarray:
@@ -123,26 +132,20 @@ def _shard_sigs(workdir: str, shard: int, keys: np.ndarray) -> np.ndarray:
     return sig_DK[np.searchsorted(meta_keys.to_numpy(), keys)]
 
 
-def _read_candidates(workdir: str, stage: str, shard: int) -> np.ndarray | None:
-    paths = common.shard_files(os.path.join(workdir, "candidates", stage, "from-*", f"shard-{shard:05d}.npy"))
-    return np.concatenate([np.load(p) for p in paths]) if paths else None
-
-
-def attach_signatures(shard: int, workdir: str) -> dict:
+def attach_signatures(shard: int, workdir: str, n_shards: int, parts: int) -> dict:
     """Verify, step 1: candidate edges (u, v) with u in this shard get u's signature, then go to v's shard."""
-    edges = _read_candidates(workdir, "a", shard)
-    if edges is None:
-        return {"shard": shard, "candidates": 0}
-    _write_by_shard(edges, 1, os.path.join(workdir, "candidates", "b"), shard, _shard_sigs(workdir, shard, edges[:, 0]))
+    t = common.read_partition([_path(workdir, "candidates/a", p) for p in range(parts)], shard)
+    edges = components.table_pairs(t)
+    _write_by_shard(edges, 1, n_shards, _path(workdir, "candidates/b", shard), _shard_sigs(workdir, shard, edges[:, 0]))
     return {"shard": shard, "candidates": len(edges)}
 
 
-def verify_shard(shard: int, workdir: str, parts: int, min_jaccard: float) -> dict:
+def verify_shard(shard: int, workdir: str, n_shards: int, parts: int, min_jaccard: float) -> dict:
     """Verify, step 2: keep the edges (u, v), v in this shard, whose signatures agree on >= min_jaccard."""
-    rows = _read_candidates(workdir, "b", shard)
-    if rows is None:
-        return {"shard": shard, "edges": 0, "rejected": 0}
-    edges, sig_u_EK = rows[:, :2], rows[:, 2:]
+    t = common.read_partition([_path(workdir, "candidates/b", s) for s in range(n_shards)], shard)
+    edges = components.table_pairs(t)
+    K = t.schema.field("sig_u").type.list_size
+    sig_u_EK = t["sig_u"].combine_chunks().flatten().to_numpy().reshape(len(edges), K)
     est_E = (sig_u_EK == _shard_sigs(workdir, shard, edges[:, 1])).mean(axis=1)
     ok = est_E >= min_jaccard
     atomic_write_json(os.path.join(workdir, "verify", f"shard-{shard:05d}.json"), {"rejected": int((~ok).sum())})
@@ -154,23 +157,17 @@ def members_shard(shard: int, workdir: str, labels_step: int | None, parts: int)
     """Phase: this shard's clustered nodes (key, root) joined with meta (id, rank), partitioned by root."""
     labels = np.zeros((0, 2), np.uint64)
     if labels_step is not None:
-        pattern = os.path.join(components.labels_dir(workdir, labels_step), "from-*", f"shard-{shard:05d}.npy")
-        arrays = [np.load(p) for p in common.shard_files(pattern)]
-        labels = np.concatenate(arrays) if arrays else labels
+        labels = components.read_labels(workdir, labels_step, parts, shard)
     meta = common.read_parquets([os.path.join(workdir, "meta", f"shard-{shard:05d}.parquet")])
     row = pc.index_in(pa.array(labels[:, 0]), value_set=meta["key"]).to_numpy(zero_copy_only=False)
     m = meta.take(pa.array(row.astype(np.int64))).append_column("root", pa.array(labels[:, 1]))
-    part = common.partition_of(labels[:, 1], parts)
-    for p in range(parts):
-        path = os.path.join(common.shard_dir(workdir, "members", shard), f"part-{p:04d}.parquet")
-        common.write_parquet(m.filter(pa.array(part == p)), path)
+    common.write_partitioned(m, common.partition_of(labels[:, 1], parts), parts, _path(workdir, "members", shard))
     return {"shard": shard, "clustered": len(labels)}
 
 
 def choose_partition(p: int, n_shards: int, workdir: str) -> dict:
     """Phase: survivor and size of every cluster whose root falls in partition p; decisions per shard."""
-    paths = [os.path.join(common.shard_dir(workdir, "members", s), f"part-{p:04d}.parquet") for s in range(n_shards)]
-    t = common.read_parquets(paths)
+    t = common.read_partition([_path(workdir, "members", s) for s in range(n_shards)], p)
     t = t.take(pa.array(common.survivor_order(t, "root")))
     first = common.group_starts(t["root"].to_numpy())
     starts = np.flatnonzero(first)
@@ -178,10 +175,7 @@ def choose_partition(p: int, n_shards: int, workdir: str) -> dict:
     cluster_N = np.cumsum(first) - 1
     dec = pa.table({ID: t[ID], CLUSTER_ID: t[ID].take(pa.array(starts[cluster_N])),
                     CLUSTER_SIZE: pa.array(sizes_C[cluster_N], pa.int64()), "duplicate": pa.array(~first)})
-    shards = common.key_shard(t["key"].to_numpy())
-    for s in np.unique(shards):
-        path = os.path.join(common.shard_dir(workdir, "decisions", int(s)), f"part-{p:04d}.parquet")
-        common.write_parquet(dec.filter(pa.array(shards == s)), path)
+    common.write_partitioned(dec, common.key_shard(t["key"].to_numpy()), n_shards, _path(workdir, "decisions", p))
     hist = np.bincount(np.minimum(np.log2(np.maximum(sizes_C, 1)).astype(int), 20))
     stats = {"partition": p, "clusters": len(starts), "clustered_docs": t.num_rows,
              "duplicates": int((~first).sum()), "size_hist_log2": hist.tolist(),
@@ -208,21 +202,21 @@ class MinHashDedup(GlobalStage):
         results = yield [Task(f"buckets-{p:04d}", bucket_partition, (p, n, workdir, parts, verify))
                          for p in range(parts)]
         if verify and sum(r["edges"] for r in results):
-            yield [Task(f"attach-{i:05d}", attach_signatures, (i, workdir)) for i in range(n)]
-            results = yield [Task(f"verify-{i:05d}", verify_shard, (i, workdir, parts, self.config.min_jaccard))
+            yield [Task(f"attach-{i:05d}", attach_signatures, (i, workdir, n, parts)) for i in range(n)]
+            results = yield [Task(f"verify-{i:05d}", verify_shard, (i, workdir, n, parts, self.config.min_jaccard))
                              for i in range(n)]
         step = None
         if sum(r["edges"] for r in results):
-            step = yield from components.connected_components(workdir, parts)
+            step = yield from components.connected_components(workdir, parts, n)
         yield [Task(f"members-{i:05d}", members_shard, (i, workdir, step, parts)) for i in range(n)]
         yield [Task(f"choose-{p:04d}", choose_partition, (p, n, workdir)) for p in range(parts)]
 
     def setup(self) -> None:
         assert self.workdir is not None and self.shard is not None, "the runner sets workdir and shard"
-        pattern = os.path.join(common.shard_dir(self.workdir, "decisions", self.shard.index), "*.parquet")
+        paths = common.shard_files(os.path.join(self.workdir, "decisions", "from-*.arrows"))
         schema = pa.schema([(ID, pa.string()), (CLUSTER_ID, pa.string()), (CLUSTER_SIZE, pa.int64()),
                             ("duplicate", pa.bool_())])
-        self._decisions = common.read_parquets(common.shard_files(pattern), schema)
+        self._decisions = common.read_partition(paths, self.shard.index, schema)
 
     def process(self, table: pa.Table) -> pa.Table:
         idx = common.lookup_by_id(table[ID], self._decisions)
