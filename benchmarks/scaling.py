@@ -261,9 +261,9 @@ def main() -> None:
         generate_crawl(crawl, n_docs=args.docs, n_files=args.files, seed=0, source="cc/SCALING")
         warc_bytes = sum(f.stat().st_size for f in crawl.glob("*.warc.gz"))
         print(f"crawl: {args.docs} pages, {args.files} files, {warc_bytes / 1e6:.1f} MB gz", flush=True)
-        from tokenmill.pipeline.report import _plt
+        from tokenmill.plots import pyplot
 
-        _plt()  # matplotlib's import, once, before the report timings
+        pyplot()  # matplotlib's import, once, before the report timings
         profile = stage_profile(write_job(crawl, root / "profile", 1), args.profile_shards)
         print("CPU per stage (in process): " + ", ".join(f"{k} {v['docs_per_cpu_s']} docs/cpu-s"
                                                          for k, v in profile.items()), flush=True)

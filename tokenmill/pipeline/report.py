@@ -115,10 +115,17 @@ def score_histograms(out: Path, stats: dict, path: Path) -> str | None:
             columns += list(getattr(stage_class(s["stage"].split("#")[0]), "score_columns", ()))
         except Exception:  # noqa: BLE001 - a report never fails on an unknown stage
             continue
+    columns = list(dict.fromkeys(columns))
+    values: dict[str, list[np.ndarray]] = {c: [] for c in columns}
+    for f in files:  # one read per file, all of its score columns at once
+        present = [c for c in columns if c in pq.read_schema(f).names]
+        if present:
+            table = pq.read_table(f, columns=present)
+            for c in present:
+                values[c].append(table[c].to_numpy(zero_copy_only=False))
     panels = []
-    for col in dict.fromkeys(columns):
-        values = [c.to_numpy(zero_copy_only=False) for c in _column_values(files, col)]
-        v = np.concatenate(values).astype(float) if values else np.zeros(0)
+    for col in columns:
+        v = np.concatenate(values[col]).astype(float) if values[col] else np.zeros(0)
         v = v[np.isfinite(v)]
         if v.size:
             panels.append((col, v))
@@ -128,11 +135,14 @@ def score_histograms(out: Path, stats: dict, path: Path) -> str | None:
     rows = -(-len(panels) // HIST_COLUMNS)
     fig, axes = plt.subplots(rows, HIST_COLUMNS, figsize=(4 * HIST_COLUMNS, 2.6 * rows), squeeze=False)
     for ax, (col, v) in zip(axes.flat, panels, strict=False):
-        ax.hist(v, bins=HIST_BINS, color="#396")
+        counts, edges = np.histogram(v, bins=HIST_BINS)
+        ax.stairs(counts, edges, fill=True, color="#396")  # one artist per panel, not one per bar
         ax.set_title(col, fontsize=9)
+        ax.tick_params(labelsize=7)
     for ax in axes.flat[len(panels):]:
         ax.axis("off")
-    return save_png(fig, path)
+    fig.subplots_adjust(left=0.05, right=0.98, top=1 - 0.35 / rows, bottom=0.2 / rows, hspace=0.55, wspace=0.25)
+    return save_png(fig, path, tight=False)
 
 
 def render_html(stats: dict, images: dict[str, str | None]) -> str:
