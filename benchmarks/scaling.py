@@ -57,8 +57,8 @@ def write_job(crawl: Path, out: Path, workers: int) -> Path:
 def child(job: str, warm_job: str, workers: int) -> None:
     """In this process: start Ray (timed apart), run the job cold (new worker processes load their models), then
     its copy `warm_job` into a fresh folder on the same, now warm, workers; print both as one JSON line."""
-    from tokenmill.ray_env import init_ray
     from tokenmill.pipeline.runner import run_job
+    from tokenmill.ray_env import init_ray
 
     t0 = time.perf_counter()
     init_ray(None, workers)

@@ -8,9 +8,9 @@ swaps 127.0.0.1 for the machine's interface address).
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
-import shutil
 import subprocess
 import sys
 import tempfile

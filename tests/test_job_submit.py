@@ -6,7 +6,6 @@ import json
 import sys
 
 import pytest
-
 from pipeline_helpers import documents, write_job
 from raycluster import LoopbackCluster
 

@@ -6,9 +6,9 @@ import sys
 import time
 
 import pytest
-
 from pipeline_helpers import documents, rows_by_id, write_job
 from raycluster import LoopbackCluster
+
 from tokenmill.pipeline.runner import run_job
 
 pytestmark = [pytest.mark.ray_cluster, pytest.mark.slow]

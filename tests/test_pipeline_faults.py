@@ -11,8 +11,8 @@ import time
 from pathlib import Path
 
 import pytest
-
 from pipeline_helpers import documents, rows_by_id, write_job
+
 from tokenmill.pipeline.runner import run_job
 
 STAGES = [{"pii": {}}]

@@ -6,8 +6,8 @@ import json
 
 import pyarrow.compute as pc
 import pytest
-
 from pipeline_helpers import documents, read_dir, rows_by_id, write_job
+
 from tokenmill.config import ConfigError
 from tokenmill.pipeline.runner import run_job
 

@@ -13,8 +13,8 @@ import pytest
 from test_train_fixtures import english_like_texts, make_text_dataset, make_tokenizer, write_job
 
 from tokenmill.config import ConfigError
-from tokenmill.train.loop import train_from_spec
 from tokenmill.trace.run_report import realized_mix, write_train_report
+from tokenmill.train.loop import train_from_spec
 
 SPIKE_STEP = 40
 PLOTS = {"loss", "mix", "expert-load", "lr", "grad_norm", "throughput"}
