@@ -2,12 +2,32 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 
 import ray
 
 EMBEDDED_OBJECT_STORE_BYTES = 1 << 30  # documents travel through files, not the object store; 1 GiB is plenty
+
+
+@contextlib.contextmanager
+def _loopback_only():
+    """While the embedded node starts, keep Ray from swapping 127.0.0.1 for the machine's interface address.
+
+    Ray 2.60 treats a Linux node as cluster-capable and resolves a loopback node IP to the interface address, so
+    its GCS, raylet and workers listen on every interface. With cluster mode off for the start (the flag it
+    reads on macOS/Windows, `RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER`), every service binds 127.0.0.1. The flag is
+    restored at once: after the start Ray reads the node's address from the running node, not the flag.
+    """
+    from ray._private import ray_constants
+
+    before = ray_constants.ENABLE_RAY_CLUSTER
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = before
 
 
 def init_ray(address: str | None = None, num_cpus: int | None = None) -> dict:
@@ -19,13 +39,14 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> dict:
             ray.init(address=address, **common)
         else:
             os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
-            ray.init(
-                num_cpus=num_cpus,
-                include_dashboard=False,
-                object_store_memory=EMBEDDED_OBJECT_STORE_BYTES,
-                _node_ip_address="127.0.0.1",
-                **common,
-            )
+            with _loopback_only():
+                ray.init(
+                    num_cpus=num_cpus,
+                    include_dashboard=False,
+                    object_store_memory=EMBEDDED_OBJECT_STORE_BYTES,
+                    _node_ip_address="127.0.0.1",
+                    **common,
+                )
     ctx = ray.get_runtime_context()
     return {
         "mode": "cluster" if address else "embedded",
