@@ -6,7 +6,9 @@
   2. Clustering: the whole MinHashDedup stage (all phases, then the per-shard pass) on generated documents with
      10% planted near-duplicates, 10k and 100k docs (1M with --scale 1m); every task runs in its own forked
      process, and we report the peak RSS of the largest task (and per phase): it should stay flat as the corpus
-     grows, because shards have a fixed size and the default partition count is one per shard.
+     grows, because shards have a fixed size and the default partition count is one per shard. Also the number
+     of files and bytes the phases wrote (`work_files`): with one exchange file per producer task it grows as
+     the shard count S, not S².
   3. Decontamination scan MB/s (13-grams against GSM8K+MMLU+HumanEval) vs a per-document Python set lookup.
 
     python -m benchmarks.dedup [--sig-docs 1000] [--scale small|100k|1m]   (small = 10k docs, ~1.5 min)
@@ -167,11 +169,14 @@ def bench_clustering(n: int) -> dict:
         stage = MinHashDedup()  # default partitions: one per shard
         seconds, peak, baseline = run_isolated(stage, inputs, os.path.join(tmp, "work"))
         s = stage.summary(os.path.join(tmp, "work"))
+        files = [f.stat().st_size for f in Path(tmp, "work").rglob("*") if f.is_file()]
     return {f"cluster_{n}_seconds": round(seconds, 2), f"cluster_{n}_docs_per_s": round(n / seconds, 1),
             f"cluster_{n}_peak_task_rss_mib": round(max(peak.values()), 1),
             f"cluster_{n}_peak_rss_by_phase_mib": {k: round(v, 1) for k, v in peak.items()},
             f"cluster_{n}_idle_task_rss_mib": round(baseline, 1),
-            f"cluster_{n}_removed": s["documents_removed"], f"cluster_{n}_planted": n // 10}
+            f"cluster_{n}_removed": s["documents_removed"], f"cluster_{n}_planted": n // 10,
+            f"cluster_{n}_shards": len(inputs), f"cluster_{n}_work_files": len(files),
+            f"cluster_{n}_work_bytes": sum(files)}
 
 
 def bench_decontam(n: int) -> dict:
@@ -223,10 +228,14 @@ def main(argv: list[str] | None = None) -> None:
     if "cluster_100000_peak_task_rss_mib" in metrics:
         ratios["peak_task_rss_100k_vs_10k"] = (metrics["cluster_100000_peak_task_rss_mib"]
                                                / metrics["cluster_10000_peak_task_rss_mib"])
+    if "cluster_1000000_peak_task_rss_mib" in metrics:
+        ratios["peak_task_rss_1m_vs_10k"] = (metrics["cluster_1000000_peak_task_rss_mib"]
+                                             / metrics["cluster_10000_peak_task_rss_mib"])
     path = write_result("dedup", input=f"{a.sig_docs} generated 300-word docs (signatures); 10% near-dup corpora "
                         f"of {SIZES[a.scale]} docs in {SHARD_DOCS}-doc shards (clustering); {a.decontam_docs} docs (decontam)",
                         metrics=metrics, ratios=ratios,
-                        goal={"signatures_vs_datatrove": ">= 10", "peak_task_rss_100k_vs_10k": "~1 (flat)"})
+                        goal={"signatures_vs_datatrove": ">= 10", "peak_task_rss_100k_vs_10k": "~1 (flat)",
+                              "peak_task_rss_1m_vs_10k": "~1 (flat)"})
     print(path)
     print(metrics)
 

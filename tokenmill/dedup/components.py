@@ -13,12 +13,13 @@ per task, so P files a step) and writing its output pairs, partitioned again, in
 
 Both keep each component connected and only ever move edges towards smaller labels; the fixed point is a star per
 component centred on its smallest key. The paper proves O(log² n) rounds. Measured: 3 Large-Star rounds (the
-last one only confirms) on the 10k and 100k benchmark corpora, 7 on the test's random graph with a 400-node chain
-(`summary()["components_rounds"]` reports it per run). Convergence: each Large-Star task
-returns a fingerprint of its (deduplicated) input edges (count and sum of fmix64(edge)); when a round's edge set
-equals the previous round's, nothing can change any more. That Large-Star's labels, (u, min(u, Γ(u))) in
-`cc/labels-K/from-Q.arrows` partitioned by the shard of u, are then every node's component root (its smallest key). Peak memory of a task: the edges of one
-partition (and of the largest star: one cluster).
+last one only confirms) on the 10k, 100k and 1M benchmark corpora (work files 58 / 360 / 3,600 in all, see
+minhash.py), 7 on the test's random graph with a 400-node chain (`summary()["components_rounds"]` reports it per
+run). Convergence: each Large-Star task returns a fingerprint of its (deduplicated) input edges (count and sum of
+fmix64(edge)); when a round's edge set equals the previous round's, nothing can change any more. That
+Large-Star's labels, (u, min(u, Γ(u))) in `cc/labels-K/from-Q.arrows` partitioned by the shard of u, are then
+every node's component root (its smallest key). Peak memory of a task: the edges of one partition (and of the
+largest star: one cluster).
 """
 
 from __future__ import annotations
