@@ -87,6 +87,14 @@ def test_generate_text_from_a_checkpoint(tmp_path):
     assert len(text) > 0
 
 
+def test_generate_cli_reports_bad_inputs_in_one_line(tmp_path, capsys):
+    """A missing checkpoint or an empty prompt: `tokenmill: error: ...` and exit 2, not a traceback."""
+    from tokenmill.cli import main
+
+    assert main(["generate", str(tmp_path / "no-run"), "--prompt", "x"]) == 2
+    assert "no usable checkpoint" in capsys.readouterr().err
+
+
 def test_absorbed_decode_step_equals_the_full_forward(model):
     """A cached single-token step (wkv_b folded into q and the output) gives the full forward's last logits."""
     from tokenmill.train.mla import LatentCache

@@ -244,9 +244,21 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.handler(args) or 0)
-    except ConfigError as err:
+    except Exception as err:
+        if not isinstance(err, _user_errors()):
+            raise
         print(f"tokenmill: error: {err}", file=sys.stderr)
         return 2
+
+
+# Errors that name a bad input (file, key, checkpoint, shard): one line, exit 2, no traceback.
+_USER_ERRORS = {"tokenmill.train.checkpoint": "CheckpointError", "tokenmill.tokenize.format": "ShardError"}
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """ConfigError plus the error classes of modules already imported (never imports torch just to catch)."""
+    extra = [getattr(sys.modules[m], name) for m, name in _USER_ERRORS.items() if m in sys.modules]
+    return (ConfigError, *extra)
 
 
 if __name__ == "__main__":

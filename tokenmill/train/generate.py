@@ -63,7 +63,7 @@ def generate_text(checkpoint: str, prompt: str, max_new_tokens: int = 64, temper
     model, tokenizer = load_for_inference(checkpoint)
     ids = tokenizer.encode(prompt).ids
     if not ids:
-        raise ValueError(f"generate: prompt {prompt!r} encodes to no tokens with the checkpoint's tokenizer")
+        raise ConfigError(f"generate: prompt {prompt!r} encodes to no tokens with the checkpoint's tokenizer")
     try:
         eos, _ = special_ids(tokenizer)
     except ConfigError:
