@@ -115,6 +115,8 @@ def test_stale_or_missing_index_is_refused(shared_data, tmp_path):
     write_token_dataset(tmp_path, articles(shared_data)[:5], shared_data / TOKENIZER)
     with pytest.raises(ConfigError, match="trace index"):
         Tracer(tmp_path)
+    with pytest.raises(ConfigError, match=f"`tokenmill trace index {tmp_path}`"):  # a run's list: name the dataset
+        Tracer([tmp_path])
 
 
 def test_output_over_the_limit_is_refused(tracer):

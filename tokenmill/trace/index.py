@@ -144,7 +144,7 @@ class SpanIndex:
             for i, entry in enumerate(ds.shards):
                 if not _shard_is_fresh(root, entry):
                     raise ConfigError(f"{root / entry['bin']}: no up-to-date span index; run "
-                                      f"`tokenmill trace index {dataset}`")
+                                      f"`tokenmill trace index {root}`")  # this dataset: `dataset` may be a run's list
                 info = read_json(root / sa_names(entry["bin"])[1])
                 sa = np.memmap(root / sa_names(entry["bin"])[0], dtype=info["sa_dtype"], mode="r")
                 shards.append(IndexedShard(ds, i, ds.tokens(i), sa))
