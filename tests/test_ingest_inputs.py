@@ -150,6 +150,17 @@ def test_jsonl_documents_with_bad_lines(tmp_path):
     assert kept[0]["warc_offset"] == 0 and kept[1]["warc_offset"] == len(lines[0]) + len(lines[1]) + 2
 
 
+def test_jsonl_lone_surrogate_is_a_counted_corrupt_record(tmp_path):
+    """`"\\ud800"` is valid JSON but not UTF-8: that line is dropped and counted, the file goes on."""
+    lines = [json.dumps({"text": "fine"}), '{"text": "cut emoji \\ud83d"}', '{"text": "ok", "url": "\\udfff"}',
+             json.dumps({"text": "also fine"})]
+    path = tmp_path / "docs.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    rows = read_all(InputSpec(paths=[str(path)], source="s"))
+    assert Counter(r["drop_reason"] for r in rows) == {None: 2, "ingest.corrupt_record": 2}
+    assert sorted(r["text"] for r in rows if r["drop_reason"] is None) == ["also fine", "fine"]
+
+
 def test_documents_at_rest_get_the_same_text_limits(tmp_path):
     path = tmp_path / "limits.jsonl"
     path.write_text("\n".join(json.dumps({"text": t}) for t in ["ok text", "   \n ", "x" * 50]) + "\n")

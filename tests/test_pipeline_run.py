@@ -73,3 +73,16 @@ def test_report_has_the_funnel(clean_run):
     assert 'id="plot-funnel"' in page and (result.report.parent / "funnel.png").stat().st_size > 1000
     stats = json.loads((result.output / "report" / "stats.json").read_text())
     assert stats["documents_out"] == result.stats["documents_out"]
+
+
+def test_bad_input_found_by_a_task_is_a_config_error_naming_the_file(ray_local, tmp_path):
+    """A Parquet input without a `text` column: one ConfigError naming the file, not a Ray task traceback."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"body": ["a", "b"]}), tmp_path / "no-text.parquet")
+    job = write_job(tmp_path / "job.yaml", tmp_path, tmp_path / "out", [{"pii": {}}])
+    spec = job.read_text().replace(f"{tmp_path}/crawl-*.warc.gz", f"{tmp_path}/no-text.parquet")
+    job.write_text(spec)
+    with pytest.raises(ConfigError, match=r"no-text.parquet: no `text` column"):
+        run_job(job, progress=False)

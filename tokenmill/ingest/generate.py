@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tokenmill.config import ConfigError
 from tokenmill.ingest import pages
 from tokenmill.ingest.synth import (
     Article,
@@ -189,7 +190,7 @@ def generate_crawl(out_dir: str | Path, n_docs: int = 1000, n_files: int = 4, se
     PARALLEL_MIN_DOCS pages or more); the output is the same bytes whatever the number of workers. Memory stays
     bounded at any size: pages stream to their file, ground-truth lines to a per-file part, then concatenated."""
     if n_docs < 1 or n_files < 1:
-        raise ValueError(f"generate_crawl: n_docs ({n_docs}) and n_files ({n_files}) must be >= 1")
+        raise ConfigError(f"generate_crawl: n_docs ({n_docs}) and n_files ({n_files}) must be >= 1")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     if benchmark_items is None:

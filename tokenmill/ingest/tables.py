@@ -19,6 +19,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import xxhash
 
+from tokenmill.config import ConfigError
 from tokenmill.schema import DOC_SCHEMA, ID, SOURCE, TEXT, WARC_OFFSET, WARC_PATH, documents_from_pylist
 
 
@@ -52,9 +53,9 @@ def read_parquet(path: str, source: str, batch_size: int) -> Iterator[pa.Table]:
         try:
             pf = pq.ParquetFile(f)
         except (pa.ArrowException, OSError) as err:
-            raise ValueError(f"{path}: not a readable Parquet file: {err}") from None
+            raise ConfigError(f"{path}: not a readable Parquet file: {err}") from None
         if TEXT not in pf.schema_arrow.names:
-            raise ValueError(f"{path}: no `{TEXT}` column (columns: {pf.schema_arrow.names})")
+            raise ConfigError(f"{path}: no `{TEXT}` column (columns: {pf.schema_arrow.names})")
         row = 0
         for batch in pf.iter_batches(batch_size=batch_size):
             table = pa.Table.from_batches([batch])
@@ -97,18 +98,42 @@ def read_jsonl(path: str, source: str, batch_size: int) -> Iterator[pa.Table]:
 
 def _jsonl_table(good: list[dict], bad: list[dict], path: str, source: str) -> pa.Table:
     parts = []
-    if good:
-        cols = {name: [g.get(name) for g in good] for name in DOC_SCHEMA.names if any(name in g for g in good)}
-        if ID in cols:
-            cols[ID] = [None if v is None else str(v) for v in cols[ID]]
-        try:
-            parts.append(_conform(pa.table(cols), path, source, 0))
-        except (pa.ArrowInvalid, pa.ArrowTypeError):  # a core column with mixed types: keep text and id only
-            parts.append(_conform(pa.table({k: cols[k] for k in (TEXT, ID, WARC_OFFSET) if k in cols}),
-                                  path, source, 0))
+    try:
+        good_table = _good_table(good, path, source)
+    except UnicodeEncodeError:  # `"\ud800"` is valid JSON but no UTF-8: such a line is a corrupt record
+        good, bad = _split_unencodable(good, bad)
+        good_table = _good_table(good, path, source)
+    if good_table is not None:
+        parts.append(good_table)
     if bad:
         for b in bad:
             b.update({SOURCE: source, WARC_PATH: path})
             b[ID] = _hash_ids(source, [f"{path}\x00{b[WARC_OFFSET]}"])[0]
         parts.append(documents_from_pylist(bad))
     return pa.concat_tables(parts) if len(parts) > 1 else parts[0]
+
+
+def _good_table(good: list[dict], path: str, source: str) -> pa.Table | None:
+    if not good:
+        return None
+    cols = {name: [g.get(name) for g in good] for name in DOC_SCHEMA.names if any(name in g for g in good)}
+    if ID in cols:
+        cols[ID] = [None if v is None else str(v) for v in cols[ID]]
+    try:
+        return _conform(pa.table(cols), path, source, 0)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):  # a core column with mixed types: keep text and id only
+        return _conform(pa.table({k: cols[k] for k in (TEXT, ID, WARC_OFFSET) if k in cols}), path, source, 0)
+
+
+def _split_unencodable(good: list[dict], bad: list[dict]) -> tuple[list[dict], list[dict]]:
+    """Move lines holding a string that is not valid Unicode (a lone surrogate) from `good` to `bad`."""
+    ok = []
+    for g in good:
+        try:
+            for name in DOC_SCHEMA.names:
+                if isinstance(g.get(name), str):
+                    g[name].encode("utf-8")
+            ok.append(g)
+        except UnicodeEncodeError:
+            bad.append({WARC_OFFSET: g[WARC_OFFSET], TEXT: "", "drop_reason": "ingest.corrupt_record"})
+    return ok, bad

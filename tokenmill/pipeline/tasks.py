@@ -13,6 +13,7 @@ from pathlib import Path
 
 import ray
 
+from tokenmill.config import ConfigError
 from tokenmill.io import atomic_write_json, read_json
 from tokenmill.stage import Task
 
@@ -52,7 +53,13 @@ def run_tasks(tasks: list[Task], done_dir: Path, *, max_retries: int = 3, desc: 
     while pending:
         ready, _ = ray.wait(list(pending), num_returns=1)
         for ref in ready:
-            results[pending.pop(ref)] = ray.get(ref)
+            i = pending.pop(ref)
+            try:
+                results[i] = ray.get(ref)
+            except ray.exceptions.RayTaskError as err:  # bad input found by a task: one line naming it
+                if isinstance(err.cause, ConfigError):
+                    raise ConfigError(f"{desc or 'task'} {keys[i]}: {err.cause}") from None
+                raise
             if bar is not None:
                 bar.update(1)
     if bar is not None:
