@@ -80,6 +80,9 @@ def test_model_and_config_errors(trained, tmp_path):
         QualityFilter(model_path=str(model), threshold=0.5, positive_label="__label__nope").check()
     with pytest.raises(ConfigError, match="exactly one of threshold or top_fraction"):
         validate(QualityFilter.Config, {"model_path": str(model)}, "job.yaml", prefix="stages[0].quality")
+    same = str(tmp_path / "labelled.jsonl")  # one file as positive and negative without a label field
+    with pytest.raises(ConfigError, match="label_field"):
+        train_classifier([same], [same], str(tmp_path / "m.bin"))
 
 
 def test_cli_train_prints_precision_recall(trained, tmp_path, capsys):

@@ -139,6 +139,10 @@ def train_classifier(positive: list[str], negative: list[str], out: str, text_fi
 
     if not 0 <= holdout < 1:
         raise ConfigError(f"holdout must be in [0, 1), got {holdout}")
+    both = sorted(set(map(str, positive)) & set(map(str, negative)))
+    if both and label_field is None:  # every record would be both a positive and a negative
+        raise ConfigError(f"{both[0]}: named as positive and negative; give label_field (--label-field) to "
+                          "split a labelled file")
     pos = [t for f in positive for t in _read_texts(f, text_field, label_field, 1)]
     neg = [t for f in negative for t in _read_texts(f, text_field, label_field, 0)]
     if not pos or not neg:
