@@ -147,7 +147,7 @@ def test_corrupt_shard_is_named_not_indexed(shared_data, tmp_path, ray_local):
     assert not (tmp_path / "shard-00000.sa.bin").exists()
 
 
-def test_cli_trace_text(dataset, capsys):
+def test_cli_trace_text(dataset, capsys, tmp_path):
     from tokenmill.cli import main
 
     docs, out = dataset
@@ -155,3 +155,9 @@ def test_cli_trace_text(dataset, capsys):
     result = json.loads(capsys.readouterr().out)
     assert result["documents"][0]["url"] == docs[12]["url"]
     assert main(["trace", "text", str(out / "missing")]) == 2
+    for name, body in (("absent.txt", None), ("latin1.txt", "caf\xe9".encode("latin-1"))):
+        path = tmp_path / name
+        if body is not None:
+            path.write_bytes(body)
+        assert main(["trace", "text", str(out), "--file", str(path)]) == 2  # one line, not a traceback
+        assert name in capsys.readouterr().err

@@ -106,11 +106,21 @@ def _generate(a: argparse.Namespace) -> int:
 def _trace_text(a: argparse.Namespace) -> int:
     from tokenmill.trace.search import trace_text_command
 
-    text = open(a.file, encoding="utf-8").read() if a.file else a.text
+    text = _read_text_file(a.file) if a.file else a.text
     if text is None:
         raise ConfigError("trace text: give the output as an argument or with --file")
     print(trace_text_command(a.dataset, text, as_json=a.json, fuzzy=a.fuzzy, top=a.top))
     return 0
+
+
+def _read_text_file(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read: {err.strerror}") from None
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {err.start}: {err.reason})") from None
 
 
 def _trace_index(a: argparse.Namespace) -> int:
