@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from test_tokenize_shards import NEOX, varied_docs
@@ -108,6 +109,11 @@ def test_tokenizer_train_cli_is_deterministic(doc_files, tmp_path):
     text = pq.read_table(doc_files[0]).column("text")[3].as_py()
     assert tok.decode(tok.encode(text).ids) == text
     assert main(["tokenizer", "train", str(tmp_path / "missing"), "--out", str(tmp_path / "c.json")]) == 2
+    dropped = pq.read_table(doc_files[0]).slice(0, 5)  # documents, every one dropped: nothing to learn from
+    pq.write_table(dropped.set_column(dropped.schema.get_field_index("text"), "text",
+                                      pa.nulls(5, pa.string())), tmp_path / "none-kept.parquet")
+    assert main(["tokenizer", "train", str(tmp_path / "none-kept.parquet"), "--out", str(tmp_path / "d.json")]) == 2
+    assert not (tmp_path / "d.json").exists()
 
 
 def test_encode_file_counts_null_text_and_names_bad_files(shared_data, tmp_path):

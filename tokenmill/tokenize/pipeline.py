@@ -106,7 +106,8 @@ def train_task(doc_files: list[str], out: str, vocab_size: int, special: tuple[s
                max_docs: int | None) -> dict:
     from tokenmill.tokenize.tokenizer import train_tokenizer
 
-    path = train_tokenizer(doc_files, out, vocab_size=vocab_size, special_tokens=special, max_docs=max_docs)
+    path = train_tokenizer(doc_files, out, vocab_size=vocab_size, special_tokens=special, max_docs=max_docs,
+                           allow_empty=True)  # filters that kept nothing: the run still ends with its report
     return {"tokenizer": str(path), "sha256": tokenizer_sha256(path)}
 
 

@@ -115,13 +115,20 @@ def train_tokenizer(
     vocab_size: int = 8192,
     special_tokens: Iterable[str] = DEFAULT_SPECIAL_TOKENS,
     max_docs: int | None = None,
+    allow_empty: bool = False,
 ) -> Path:
-    """Train a byte-level BPE on Parquet document files/folders and write `out` (a tokenizer.json) atomically."""
+    """Train a byte-level BPE on Parquet document files/folders and write `out` (a tokenizer.json) atomically.
+    No kept document is an error unless `allow_empty` (a pipeline whose filters kept nothing: bytes only)."""
     special = list(dict.fromkeys(special_tokens))
     if vocab_size < 256 + len(special):
         raise ConfigError(f"vocab_size={vocab_size} must be at least 256 bytes + {len(special)} special tokens")
+    named = [str(d) for d in documents]
+    files = document_files(named)
+    if not allow_empty and next(iter_texts(files, 1), None) is None:  # reads up to the first kept document
+        raise ConfigError(f"{', '.join(named)}: no kept document with text in {len(files)} Parquet files; "
+                          "nothing to train a tokenizer on")
     return train_tokenizer_from_texts(
-        (t for batch in iter_texts(document_files(documents), max_docs) for t in batch), out, vocab_size, special
+        (t for batch in iter_texts(files, max_docs) for t in batch), out, vocab_size, special
     )
 
 
