@@ -60,7 +60,8 @@ def _classifier_train(a: argparse.Namespace) -> int:
 
     result = train_classifier(
         positive=a.positive, negative=a.negative, out=a.out, text_field=a.text_field,
-        label_field=a.label_field, holdout=a.holdout, seed=a.seed, epochs=a.epochs,
+        label_field=a.label_field, holdout=a.holdout, seed=a.seed,
+        **({"epochs": a.epochs} if a.epochs is not None else {}),  # the default is declared once, in quality.py
     )
     print(result)
     return 0
@@ -192,7 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
     ct.add_argument("--text-field", default="text")
     ct.add_argument("--label-field", default=None, help="labelled files: field holding 0/1 (both lists may be the same file)")
     ct.add_argument("--holdout", type=float, default=0.2)
-    ct.add_argument("--epochs", type=int, default=5)
+    ct.add_argument("--epochs", type=int, default=None, help="default: filters/quality.py TRAIN_EPOCHS (25)")
     ct.add_argument("--seed", type=int, default=0)
 
     tk = add("tokenizer", lambda a: tk.print_help(), "tokenizers")

@@ -124,9 +124,14 @@ class TrainResult:
                 f"AUC {self.auc:.3f} (positives {self.heldout_positive_frac:.3f} of held-out, p(hq) > 0.5)")
 
 
+# fastText's own default is 5; on the 399 DCLM-labelled training docs (80%) 5 epochs put p(hq) > 0.5 on every
+# held-out doc (accuracy 0.56), 25 reach accuracy 0.79, AUC 0.88 (measured with `tokenmill classifier train`).
+TRAIN_EPOCHS = 25
+
+
 def train_classifier(positive: list[str], negative: list[str], out: str, text_field: str = "text",
                      label_field: str | None = None, holdout: float = 0.2, seed: int = 0,
-                     epochs: int = 5, lr: float = 0.5) -> TrainResult:
+                     epochs: int = TRAIN_EPOCHS, lr: float = 0.5) -> TrainResult:
     """Train a DCLM-style fastText classifier (positives vs negatives); report held-out precision/recall.
 
     Files are JSONL (optionally .gz), Parquet, or plain text (one document per line). With `label_field`,
