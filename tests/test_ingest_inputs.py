@@ -161,6 +161,22 @@ def test_jsonl_lone_surrogate_is_a_counted_corrupt_record(tmp_path):
     assert sorted(r["text"] for r in rows if r["drop_reason"] is None) == ["also fine", "fine"]
 
 
+def test_copies_of_a_text_are_distinct_documents(tmp_path):
+    """Without an id (or with a null one) the id comes from the row's place in the file, not from its text:
+    two copies are two documents, and dedup sees two ids. A given id is still what the id is derived from."""
+    jsonl = tmp_path / "docs.jsonl"
+    jsonl.write_text("".join(json.dumps(d) + "\n" for d in
+                             [{"text": "copy"}, {"text": "copy"}, {"text": "copy", "id": None}, {"text": "x", "id": 7}]))
+    pq.write_table(pa.table({"text": ["copy", "copy"], "id": [None, None]}), tmp_path / "docs.parquet")
+    for name, n in (("docs.jsonl", 4), ("docs.parquet", 2)):
+        rows = read_all(InputSpec(paths=[str(tmp_path / name)], source="s"), batch_size=1)
+        assert len({r["id"] for r in rows}) == n, name
+    again = read_all(InputSpec(paths=[str(jsonl)], source="s"))
+    assert [r["id"] for r in again] == [r["id"] for r in read_all(InputSpec(paths=[str(jsonl)], source="s"))]
+    (tmp_path / "moved.jsonl").write_text('{"text": "other", "id": 7}\n')
+    assert read_all(InputSpec(paths=[str(tmp_path / "moved.jsonl")], source="s"))[0]["id"] == again[3]["id"]
+
+
 def test_documents_at_rest_get_the_same_text_limits(tmp_path):
     path = tmp_path / "limits.jsonl"
     path.write_text("\n".join(json.dumps({"text": t}) for t in ["ok text", "   \n ", "x" * 50]) + "\n")
