@@ -217,6 +217,9 @@ def test_param_counts_and_flops():
     ({"qk_rope_head_dim": 7}, "qk_rope_head_dim"),
     ({"n_mtp_layers": 2}, "n_mtp_layers"),
     ({"no_such_field": 1}, "no_such_field"),
+    ({"n_layers": "abc"}, "n_layers"),  # a YAML typo: a message, not a TypeError inside validate()
+    ({"norm_eps": "1e-6"}, "norm_eps"),  # YAML 1.1 reads 1e-6 as a string
+    ({"n_mtp_layers": True}, "n_mtp_layers"),
 ])
 def test_bad_model_args_name_the_field(bad, key):
     with pytest.raises(ConfigError, match=f"model.{key}"):

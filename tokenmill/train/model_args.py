@@ -8,6 +8,7 @@ raise ConfigError naming the field.
 from __future__ import annotations
 
 import dataclasses
+import numbers
 from dataclasses import dataclass
 
 from tokenmill.config import ConfigError
@@ -112,4 +113,17 @@ def model_args(preset: str, **overrides) -> ModelArgs:
     unknown = sorted(set(overrides) - names)
     if unknown:
         raise ConfigError(f"model.{unknown[0]}: not a ModelArgs field (fields: {', '.join(sorted(names))})")
+    for key, value in overrides.items():
+        _check_type(key, value, type(getattr(PRESETS[preset], key)))
     return dataclasses.replace(PRESETS[preset], **overrides)
+
+
+def _check_type(key: str, value, want: type) -> None:
+    """An int field takes an integer, a float field any real number (NumPy's too); never a bool or a string."""
+    ok = isinstance(value, numbers.Integral if want is int else numbers.Real)
+    if ok and not isinstance(value, bool):
+        return
+    hint = ""
+    if isinstance(value, str) and want is float:
+        hint = " (YAML reads 1e-6 as a string: write 1.0e-6)"
+    raise ConfigError(f"model.{key}={value!r}: must be {want.__name__}{hint}")
