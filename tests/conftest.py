@@ -42,3 +42,14 @@ def small_crawl(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("crawl")
     generate_crawl(out, n_docs=300, n_files=3, seed=7)
     return out
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Tiny tensors: one intra-op thread is faster, and immune to oversubscription on shared machines."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

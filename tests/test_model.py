@@ -10,14 +10,7 @@ from tokenmill.config import ConfigError
 from tokenmill.train.model import Transformer, model_args
 from tokenmill.train.moe import Experts, Gate, MoE, grouped_mm, padded_grouped_mm
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one intra-op thread is faster, and immune to oversubscription on shared machines."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def naive_experts(experts: Experts, x_ND, weights_NK, ids_NK):
