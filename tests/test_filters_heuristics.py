@@ -6,14 +6,13 @@ match on >= 99.9% of real CC texts and generated crawl pages (we expect all of t
 
 from __future__ import annotations
 
+import datatrove.pipeline.filters as dt_filters  # the reference (dev extra)
 import pytest
 from filters_helpers import crawl_texts, datatrove_reasons, docs, drop_reasons, real_texts
 
 from tokenmill.filters.c4 import C4Filter
 from tokenmill.filters.fineweb import FineWebQualityFilter
 from tokenmill.filters.gopher import GopherQualityFilter, GopherRepetitionFilter
-
-dt_filters = pytest.importorskip("datatrove.pipeline.filters", reason="datatrove (dev extra) is the reference")
 
 QUALITY_RENAME = {"gopher_enough_stop_words": "few_stop_words"}
 

@@ -26,7 +26,6 @@ def datatrove_pii(text: str) -> str:
 
 
 def test_pii_matches_datatrove_per_document():
-    pytest.importorskip("datatrove")
     out = PIIFilter().process(docs(PII_TEXTS))
     assert out["text"].to_pylist() == [datatrove_pii(t) for t in PII_TEXTS]
     assert out["pii.emails"].to_pylist() == [2, 0, 3, 0]
@@ -38,7 +37,6 @@ def test_pii_matches_datatrove_per_document():
 
 
 def test_pii_on_real_text_matches_datatrove(shared_data):
-    pytest.importorskip("datatrove")
     texts = [t for _, t in real_texts(shared_data) if "@" in t][:150]
     assert len(texts) > 20
     out = PIIFilter().process(docs(texts))

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+import transformers  # the parity anchor (dev extra)
 
 from tokenmill.train.model import Transformer, model_args
 from tokenmill.train.model_hf import hf_config, to_hf_state_dict
-
-transformers = pytest.importorskip("transformers", reason="parity anchor: pip install -e .[dev]")
 
 REL_TOL = 1e-5  # issue 6: relative error <= 1e-5 in float32
 

@@ -23,7 +23,6 @@ def dataset(tmp_path_factory):
 
 
 def test_datatrove_reader_reads_the_export(dataset, tmp_path):
-    pytest.importorskip("datatrove", reason="datatrove not installed (pip install datatrove)")
     from datatrove.utils.dataset import DatatroveFileDataset
 
     export_dataset(dataset, tmp_path, "datatrove")
