@@ -7,6 +7,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from pipeline_helpers import write_shards
 
 from tokenmill.config import ConfigError
 from tokenmill.dedup.exact import DUPLICATE_OF, REASON, ExactDedup
@@ -16,14 +17,6 @@ from tokenmill.ingest.synth import article_text, make_article, render_blocks
 from tokenmill.schema import documents_from_pylist
 
 SEED = 4
-
-
-def write_shards(rows: list[dict], tmp_path, n_shards: int) -> list[str]:
-    paths = []
-    for s in range(n_shards):
-        paths.append(str(tmp_path / f"in-{s}.parquet"))
-        pq.write_table(documents_from_pylist(rows[s::n_shards]), paths[-1])
-    return paths
 
 
 def variant(text: str, k: int) -> str:

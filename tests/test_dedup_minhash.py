@@ -5,28 +5,18 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
+from pipeline_helpers import write_shards
 
 from tokenmill.dedup import components
 from tokenmill.dedup.local import run_global_locally, run_phases
 from tokenmill.dedup.minhash import CLUSTER_ID, CLUSTER_SIZE, REASON, MinHashDedup
 from tokenmill.ingest.generate import NEAR_DUP_JACCARDS
 from tokenmill.ingest.synth import article_text, make_article, near_duplicate, render_blocks
-from tokenmill.schema import documents_from_pylist
 
 SEED = 11
 PAIRS_PER_LEVEL = 40
 SHARDS = 5  # node keys of the components test lie in shards 0..4
-
-
-def write_shards(rows: list[dict], tmp_path, n_shards: int) -> list[str]:
-    paths = []
-    for s in range(n_shards):
-        path = str(tmp_path / f"in-{s}.parquet")
-        pq.write_table(documents_from_pylist(rows[s::n_shards]), path)
-        paths.append(path)
-    return paths
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from pipeline_helpers import write_shards
 
 from tokenmill.dedup.exact import ExactDedup
 from tokenmill.dedup.local import run_global_locally
@@ -18,7 +19,6 @@ from tokenmill.pipeline.plan import StageSpec
 from tokenmill.pipeline.runner import _drive
 from tokenmill.pipeline.segment import SegmentShard, run_segment
 from tokenmill.pipeline.tasks import run_tasks
-from tokenmill.schema import documents_from_pylist
 from tokenmill.stage import Phases, Task
 
 SEED = 23
@@ -41,12 +41,7 @@ def inputs(tmp_path_factory) -> list[str]:
         if i % 7 == 0:
             rows.append({"id": f"copy-{i:04d}", "text": text.upper()})
     rows = [rows[k] for k in np.random.default_rng(SEED).permutation(len(rows))]
-    tmp = tmp_path_factory.mktemp("ray-dedup")
-    paths = []
-    for s in range(N_SHARDS):
-        paths.append(str(tmp / f"in-{s}.parquet"))
-        pq.write_table(documents_from_pylist(rows[s::N_SHARDS]), paths[-1])
-    return paths
+    return write_shards(rows, tmp_path_factory.mktemp("ray-dedup"), N_SHARDS)
 
 
 def with_cpus(phases: Phases, cpus: float) -> Phases:
