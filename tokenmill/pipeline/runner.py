@@ -45,12 +45,17 @@ class RunResult:
         return "\n".join(lines)
 
 
-def list_job_shards(plan: Plan) -> list[tuple[int, str]]:
-    """(input index, file) for every shard, in a stable order. Raises ConfigError for a missing input."""
+def list_job_shards(plan: Plan, skip_remote: bool = False) -> list[tuple[int, str]]:
+    """(input index, file) for every shard, in a stable order. Raises ConfigError for a missing input.
+
+    `skip_remote`: leave out inputs named only by URLs (a real crawl's manifest is fetched over the network).
+    """
     from tokenmill.ingest import list_shards
 
     out = []
     for i, spec in enumerate(plan.job.inputs):
+        if skip_remote and all("://" in p for p in spec.paths):
+            continue
         files = list_shards(spec)
         if not files:
             raise ConfigError(f"{plan.spec_path}: inputs[{i}].paths matched no files: {spec.paths}")
@@ -61,16 +66,10 @@ def list_job_shards(plan: Plan) -> list[tuple[int, str]]:
 def check_job(job: str | Path | PipelineJob, offline: bool = False) -> Plan:
     """Everything `run` validates before work starts: the spec, stage params, models, lists, inputs, output.
 
-    `offline`: do not list remote inputs (a real crawl's manifest is fetched over the network); local ones are.
+    `offline`: do not list remote inputs; local ones are listed.
     """
-    from tokenmill.ingest import list_shards
-
     plan = build_plan(job)
-    for i, spec in enumerate(plan.job.inputs):
-        if offline and all("://" in p for p in spec.paths):
-            continue
-        if not list_shards(spec):
-            raise ConfigError(f"{plan.spec_path}: inputs[{i}].paths matched no files: {spec.paths}")
+    list_job_shards(plan, skip_remote=offline)
     return plan
 
 
