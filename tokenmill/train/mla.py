@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tokenmill.train.linear import Linear
 from tokenmill.train.model_args import ModelArgs
 from tokenmill.train.rope import apply_rope, softmax_scale
 
@@ -53,15 +54,15 @@ class MLA(nn.Module):
         self.args = args
         H, N, R, V, C = args.n_heads, args.qk_nope_head_dim, args.qk_rope_head_dim, args.v_head_dim, args.kv_lora_rank
         if args.q_lora_rank == 0:
-            self.wq = nn.Linear(args.dim, H * (N + R), bias=False)
+            self.wq = Linear(args.dim, H * (N + R))
         else:
-            self.wq_a = nn.Linear(args.dim, args.q_lora_rank, bias=False)
+            self.wq_a = Linear(args.dim, args.q_lora_rank)
             self.q_norm = RMSNorm(args.q_lora_rank, args.norm_eps)
-            self.wq_b = nn.Linear(args.q_lora_rank, H * (N + R), bias=False)
-        self.wkv_a = nn.Linear(args.dim, C + R, bias=False)
+            self.wq_b = Linear(args.q_lora_rank, H * (N + R))
+        self.wkv_a = Linear(args.dim, C + R)
         self.kv_norm = RMSNorm(C, args.norm_eps)
-        self.wkv_b = nn.Linear(C, H * (N + V), bias=False)
-        self.wo = nn.Linear(H * V, args.dim, bias=False)
+        self.wkv_b = Linear(C, H * (N + V))
+        self.wo = Linear(H * V, args.dim)
         self.scale = softmax_scale(args)
 
     def forward(self, x_BTD: torch.Tensor, cos_TP: torch.Tensor, sin_TP: torch.Tensor,

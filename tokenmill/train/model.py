@@ -6,11 +6,10 @@
     predicting token t+2 at position t; h_t is the main model's last hidden state before its final norm.
 
 Parity: with the same weights our logits equal transformers' DeepseekV3ForCausalLM (float32, relative error ~4e-7,
-tests/test_model_parity.py); `tokenmill.train.model_hf.to_hf_state_dict` maps the names. Training step on CPU vs
-that model, same config and batch (benchmarks/train.py, CPU time, four runs on a loaded 2-core machine): 1.20-1.32x
-fp32, 1.64-1.99x bf16 autocast. The fp32 step is bound by work both models share: the same 174.8 GFLOP of matmuls
-per step (64% of ours, run at ~92 GFLOPS, this core's peak) plus causal attention (23%, flash SDPA; HF's math path
-does twice the FLOPs), so even if everything else cost nothing the ceiling is ~1.4-1.5x.
+tests/test_model_parity.py); `tokenmill.train.model_hf.to_hf_state_dict` maps the names. The linears are
+`tokenmill.train.linear.Linear` (nn.Linear's parameters; float32 CPU matmuls on oneDNN, ~2x PyTorch's MKL sgemm on
+AMD cores). Training step on CPU vs that model, same config and batch: see benchmarks/train.py and
+benchmarks/RESULTS.md (with PyTorch's default GEMM for both, the same 174.8 GFLOP of matmuls bound both models).
 
 Legend: B batch, T sequence, D model dim, V vocabulary, L MoE layers (main layers, then the MTP block's), E experts.
 """
@@ -24,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tokenmill.train.linear import Linear
 from tokenmill.train.mla import MLA, LatentCache, RMSNorm
 from tokenmill.train.model_args import PRESETS, ModelArgs, model_args
 from tokenmill.train.moe import MLP, MoE
@@ -64,7 +64,7 @@ class MTP(nn.Module):
         super().__init__()
         self.hnorm = RMSNorm(args.dim, args.norm_eps)
         self.enorm = RMSNorm(args.dim, args.norm_eps)
-        self.proj = nn.Linear(2 * args.dim, args.dim, bias=False)
+        self.proj = Linear(2 * args.dim, args.dim)
         self.block = Block(args.n_layers, args)  # MoE whenever the main model has MoE layers
         self.norm = RMSNorm(args.dim, args.norm_eps)
 
@@ -81,7 +81,7 @@ class Transformer(nn.Module):
         self.embed = nn.Embedding(args.vocab_size, args.dim)
         self.layers = nn.ModuleList(Block(i, args) for i in range(args.n_layers))
         self.norm = RMSNorm(args.dim, args.norm_eps)
-        self.head = nn.Linear(args.dim, args.vocab_size, bias=False)
+        self.head = Linear(args.dim, args.vocab_size)
         self.mtp = MTP(args) if args.n_mtp_layers else None
         cos_TP, sin_TP = rope_cos_sin(args, args.max_seq_len)
         self.register_buffer("rope_cos", cos_TP, persistent=False)
