@@ -108,7 +108,7 @@ class Trainer:
             model.load_state_dict(ckpt["model"])
         self.model = model.to(self.info.device)
         self.wrapped = wrap_model(self.model, self.info, self.job.distributed.strategy)
-        self.optimizer = build_optimizer(self.model, self.job.optim, fused=self.info.device.type == "cuda")
+        self.optimizer = build_optimizer(self.model, self.job.optim)
         if ckpt:
             layout = ckpt["meta"].get("optimizer_layout", "index")
             want = "name" if self.info.enabled and self.job.distributed.strategy == "fsdp" else "index"
