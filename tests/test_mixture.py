@@ -139,7 +139,8 @@ def test_stage_errors_name_the_key():
     sources = {"web": "a", "code": "b"}
     stages = [MixStageSpec(start_step=0, weights={"web": 1}), MixStageSpec(start_step=5, weights={"web": 1}),
               MixStageSpec(start_step=5, weights={"code": 1})]
-    with pytest.raises(ConfigError, match=r"job.yaml: data.stages\[2\].start_step=5 must be after data.stages\[1\]"):
+    with pytest.raises(ConfigError, match=r"job.yaml: data.stages\[2\].start_step=5 must be after the "
+                       r"previous stage \(job.yaml: data.stages\[1\]"):
         check_stages(stages, sources, "job.yaml")
     with pytest.raises(ConfigError, match=r"data.stages\[0\].weights.math: unknown source"):
         check_stages([MixStageSpec(start_step=0, weights={"math": 1})], sources, "job.yaml")

@@ -5,6 +5,7 @@ had the full schedule from the start; editing a past stage is refused."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import time
@@ -120,3 +121,7 @@ def test_mix_appended_at_resume_equals_the_full_schedule(tmp_path):
     late.write_text(yaml.safe_dump({"stages": [{"start_step": 4, "weights": {"web": 1.0}}]}))
     with pytest.raises(ConfigError, match="start_step=4 is before the resume step 18"):
         train_from_spec(str(part), resume=True, mix=str(late))
+    typo = tmp_path / "typo.yaml"  # errors in a --mix file name that file, not the job's
+    typo.write_text(yaml.safe_dump({"stages": [{"start_step": 20, "weights": {"maths": 1.0}}]}))
+    with pytest.raises(ConfigError, match=rf"{re.escape(str(typo))}: stages\[0\].weights.maths: unknown source"):
+        train_from_spec(str(part), resume=True, mix=str(typo))

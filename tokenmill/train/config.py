@@ -113,20 +113,24 @@ class MixAppend(Strict):
     stages: list[MixStageSpec] = Field(min_length=1)
 
 
-def check_stages(stages: list[MixStageSpec], sources: dict[str, str], where: str, key: str = "data.stages") -> None:
+def check_stages(stages: list[MixStageSpec], sources: dict[str, str], where: str, key: str = "data.stages",
+                 labels: list[str] | None = None) -> None:
+    """Stage rules: the first starts at 0, start steps increase, weights name known sources, are >= 0 and not all 0.
+    Errors name `where: key[i]`, or labels[i] when the stages come from several files (a --mix file's own)."""
+    name_of = labels or [f"{where}: {key}[{i}]" for i in range(len(stages))]
     if stages[0].start_step != 0:
-        raise ConfigError(f"{where}: {key}[0].start_step={stages[0].start_step}: the first stage must start at 0")
+        raise ConfigError(f"{name_of[0]}.start_step={stages[0].start_step}: the first stage must start at 0")
     for i, st in enumerate(stages):
         if i and st.start_step <= stages[i - 1].start_step:
-            raise ConfigError(f"{where}: {key}[{i}].start_step={st.start_step} must be after {key}[{i - 1}] "
-                              f"({stages[i - 1].start_step})")
+            raise ConfigError(f"{name_of[i]}.start_step={st.start_step} must be after the previous stage "
+                              f"({name_of[i - 1]}, start_step {stages[i - 1].start_step})")
         for name, w in st.weights.items():
             if name not in sources:
-                raise ConfigError(f"{where}: {key}[{i}].weights.{name}: unknown source; known: {sorted(sources)}")
+                raise ConfigError(f"{name_of[i]}.weights.{name}: unknown source; known: {sorted(sources)}")
             if w < 0:
-                raise ConfigError(f"{where}: {key}[{i}].weights.{name}={w}: weights must be >= 0")
+                raise ConfigError(f"{name_of[i]}.weights.{name}={w}: weights must be >= 0")
         if sum(st.weights.values()) <= 0:
-            raise ConfigError(f"{where}: {key}[{i}].weights: at least one weight must be positive")
+            raise ConfigError(f"{name_of[i]}.weights: at least one weight must be positive")
 
 
 def check_job(job: TrainJob, where: str, world_size: int = 1) -> None:

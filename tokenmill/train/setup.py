@@ -27,12 +27,14 @@ def resolve_mixture(job: TrainJob, stored: dict | None, resume_step: int, mix_pa
     """(sources name -> path, stages as dicts, the stages that came from --mix files) for this run."""
     sources = dict(job.data.sources)
     stages = _stage_dicts(job.data.stages)
+    labels = [f"{where}: data.stages[{i}]" for i in range(len(stages))]
     from_mix: list[dict] = []
     if stored is not None:  # stages an earlier --mix appended live only in the checkpoint: keep them
         from_mix = [dict(s) for s in stored.get("from_mix", []) if s not in stages]
         if from_mix:
             print(f"tokenmill: keeping {len(from_mix)} stage(s) appended by an earlier --mix", flush=True)
             stages += from_mix
+            labels += [f"checkpoint: stage {i} appended by an earlier --mix" for i in range(len(from_mix))]
             for name, path in stored["sources"].items():
                 sources.setdefault(name, path)
     if mix_path is not None:
@@ -48,12 +50,13 @@ def resolve_mixture(job: TrainJob, stored: dict | None, resume_step: int, mix_pa
                                   f"{resume_step}: a new stage may only change the future")
         stages += _stage_dicts(mix.stages)
         from_mix += _stage_dicts(mix.stages)
-    check_stages([MixStageSpec(**s) for s in stages], sources, where, key="mixture.stages")
+        labels += [f"{mix_path}: stages[{i}]" for i in range(len(mix.stages))]
+    check_stages([MixStageSpec(**s) for s in stages], sources, where, labels=labels)
     block = job.data.block_size or job.batch.global_batch_size
     for i, st in enumerate(stages):
         if st["start_step"] * job.batch.global_batch_size % block:
-            raise ConfigError(f"{where}: mixture.stages[{i}].start_step={st['start_step']} is not on a block "
-                              f"boundary (data.block_size={block})")
+            raise ConfigError(f"{labels[i]}.start_step={st['start_step']} is not on a block boundary "
+                              f"(data.block_size={block}, global_batch_size={job.batch.global_batch_size})")
     return sources, stages, from_mix
 
 
