@@ -70,8 +70,8 @@ def _classifier_train(a: argparse.Namespace) -> int:
 def _tokenizer_train(a: argparse.Namespace) -> int:
     from tokenmill.tokenize.tokenizer import train_tokenizer
 
-    path = train_tokenizer(a.documents, a.out, vocab_size=a.vocab_size, special_tokens=a.special_tokens,
-                           max_docs=a.max_docs)
+    given = {k: v for k, v in {"vocab_size": a.vocab_size, "special_tokens": a.special_tokens}.items() if v is not None}
+    path = train_tokenizer(a.documents, a.out, max_docs=a.max_docs, **given)
     print(f"wrote {path}")
     return 0
 
@@ -134,7 +134,7 @@ def _trace_index(a: argparse.Namespace) -> int:
 def _trace_serve(a: argparse.Namespace) -> int:
     from tokenmill.trace.web import serve
 
-    serve(a.target, host=a.host, port=a.port)
+    serve(a.target, host=a.host, **({"port": a.port} if a.port is not None else {}))
     return 0
 
 
@@ -201,8 +201,9 @@ def build_parser() -> argparse.ArgumentParser:
     tt = add("train", _tokenizer_train, "train a byte-level BPE on pipeline documents", tksub)
     tt.add_argument("documents", nargs="+", help="Parquet document files or folders")
     tt.add_argument("--out", required=True, help="tokenizer.json to write")
-    tt.add_argument("--vocab-size", type=int, default=8192)
-    tt.add_argument("--special-tokens", nargs="*", default=["<|endoftext|>", "<|pad|>"])
+    tt.add_argument("--vocab-size", type=int, default=None, help="default: train_tokenizer's (8192)")
+    tt.add_argument("--special-tokens", nargs="*", default=None,
+                    help="default: train_tokenizer's (<|endoftext|> <|pad|>)")
     tt.add_argument("--max-docs", type=int, default=None)
 
     ex = add("export", _export, "export a token dataset for other trainers")
@@ -239,7 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
     ts = add("serve", _trace_serve, "local web page to trace outputs", trsub)
     ts.add_argument("target", help="a training run directory or a tokenized dataset")
     ts.add_argument("--host", default="127.0.0.1")
-    ts.add_argument("--port", type=int, default=8765)
+    ts.add_argument("--port", type=int, default=None, help="default: trace.web's (8765)")
     st = add("step", _trace_step, "documents trained on in step N", trsub)
     st.add_argument("run")
     st.add_argument("step", type=int)
