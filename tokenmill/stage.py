@@ -85,11 +85,14 @@ class GlobalStage(Stage):
     tasks are skipped on a re-run) and sends their results back; then `summary(workdir)` goes into the report.
     Then on every shard, in a worker: it builds the stage again from its config, sets `stage.workdir` and
     `stage.shard` (a `ShardInfo` whose index is the position of that shard in `inputs`), calls `setup()` and
-    `process(batch)` for each batch of that shard, exactly like an ordinary stage.
+    `process(batch)` for each batch of that shard, exactly like an ordinary stage. The shard is `inputs[index]`,
+    the file the phases read, streamed from its first row; before each batch the runner sets `row_offset` to the
+    position in that file of the batch's first row, so that decisions can be keyed by row, not by `id`.
     """
 
     workdir: str | None = None
     shard: ShardInfo | None = None
+    row_offset: int = 0
 
     def prepare(self, inputs: list[str], workdir: str) -> Phases:  # pragma: no cover - abstract
         raise NotImplementedError

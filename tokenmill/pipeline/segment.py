@@ -117,8 +117,13 @@ def run_segment(shard: SegmentShard) -> dict:
     stages = [_WORKER.stage(spec, shard, i) for i, spec in enumerate(shard.stages)]
     sink = ParquetSink(shard.out_path)
     rejected: dict[str, ParquetSink] = {}
+    head = stages[0] if stages and isinstance(stages[0], GlobalStage) else None
+    offset = 0  # a global stage's decisions name rows of this shard file: each batch's first row, from 0
     try:
         for batch in read_batches(shard):
+            if head is not None:
+                head.row_offset = offset
+            offset += batch.num_rows
             table = batch
             if shard.input_spec is not None:
                 table = _account(counts[INGEST], INGEST, table, table, shard, rejected)
