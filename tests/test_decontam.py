@@ -144,6 +144,20 @@ def test_cut_mode_removes_the_item_and_keeps_the_rest(specs, real_cc, tmp_path):
     assert host[:1000] in by_id["long"]["text"] and len(by_id["long"]["text"]) >= 2000
 
 
+@pytest.mark.parametrize("mode", ["drop", "cut"])
+def test_a_clean_row_sharing_a_flagged_rows_id_stays(specs, real_cc, tmp_path, mode):
+    """Flags are keyed by row: of two rows with one id only the contaminated one is dropped (or cut)."""
+    item = load_items(BenchmarkSpec(**specs[0]))[3]
+    clean = real_cc[5]["text"]
+    rows = [{"id": "same", "text": clean}, {"id": "same", "text": "Homework help: " + item},
+            {"id": "other", "text": real_cc[6]["text"]}]
+    stage = Decontaminate(benchmarks=[specs[0]], mode=mode)
+    out = run_global_locally(stage, [write_docs(rows, tmp_path / "in.parquet")], str(tmp_path / "w"), batch_size=2)[0]
+    assert out["drop_reason"].to_pylist() == [None, REASON if mode == "drop" else REASON_SHORT, None]
+    assert out[BENCHMARKS_COL].to_pylist() == [None, "gsm8k", None] and out["text"][0].as_py() == clean
+    assert stage.summary(str(tmp_path / "w"))["benchmarks"]["gsm8k"]["documents"] == 1
+
+
 def test_missing_benchmark_file_fails_check(tmp_path):
     stage = Decontaminate(benchmarks=[{"name": "gsm8k", "path": str(tmp_path / "nope" / "test.jsonl")}])
     with pytest.raises(ConfigError, match="nope/test.jsonl"):

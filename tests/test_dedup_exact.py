@@ -15,6 +15,7 @@ from tokenmill.dedup.local import run_global_locally
 from tokenmill.dedup.ngrams import doc_shingles, normalized_text, words
 from tokenmill.ingest.synth import article_text, make_article, render_blocks
 from tokenmill.schema import documents_from_pylist
+from tokenmill.stage import ShardInfo
 
 SEED = 4
 
@@ -90,11 +91,33 @@ def test_normalization_matches_the_datatrove_reference_on_words():
     assert off.tolist() == [0, 1, 3, 4] and h[0] == h[3] and h[1] != h[2]  # short docs: one whole-doc shingle
 
 
-def test_a_record_read_twice_is_not_dropped_against_itself(tmp_path):
+def test_rows_that_share_an_id_are_decided_each_on_its_own(tmp_path):
+    """Decisions are keyed by row: two rows with one id and one text are duplicates like any others (the first
+    stays), and of two rows with one id but different texts only the one that copies a third document goes."""
     rows = [{"id": "x", "text": "same text twice"}, {"id": "x", "text": "Same text twice!"},
-            {"id": "y", "text": "same text twice"}]
-    out = run_global_locally(ExactDedup(), write_shards(rows, tmp_path, 1), str(tmp_path / "w"))[0]
-    assert out["drop_reason"].to_pylist() == [None, None, REASON]
+            {"id": "p", "text": "first words here"}, {"id": "q", "text": "other words here"},
+            {"id": "p", "text": "Other words, here."}]
+    out = run_global_locally(ExactDedup(), write_shards(rows, tmp_path, 1), str(tmp_path / "w"), batch_size=2)[0]
+    assert out["drop_reason"].to_pylist() == [None, REASON, None, None, REASON]
+    assert out[DUPLICATE_OF].to_pylist() == [None, "x", None, None, "q"]  # the kept copy's id
+
+
+def test_earliest_without_dates_keeps_the_first_in_input_order(tmp_path):
+    rows = [{"id": "zz", "text": "one text"}, {"id": "mm", "text": "One text."}, {"id": "aa", "text": "ONE TEXT"}]
+    for keep in ("earliest", "first"):
+        out = run_global_locally(ExactDedup(keep=keep), write_shards(rows, tmp_path, 1), str(tmp_path / keep))[0]
+        assert out["drop_reason"].to_pylist() == [None, REASON, REASON], keep  # not the smallest id, "aa"
+        assert out[DUPLICATE_OF].to_pylist() == [None, "zz", "zz"], keep
+
+
+def test_decisions_for_another_file_are_an_error_not_a_wrong_join(tmp_path):
+    rows = [{"id": "a", "text": "same"}, {"id": "b", "text": "same"}]
+    stage = ExactDedup()
+    run_global_locally(stage, write_shards(rows, tmp_path, 1), str(tmp_path / "w"))
+    stage.workdir, stage.shard = str(tmp_path / "w"), ShardInfo(0, "shard-00000", "in-0.parquet")
+    stage.setup()
+    with pytest.raises(RuntimeError, match="in-0.parquet: row 1 has id 'c', the global phases saw 'b'"):
+        stage.process(documents_from_pylist([{"id": "a", "text": "same"}, {"id": "c", "text": "same"}]))
 
 
 def test_a_file_without_text_is_named_in_the_error(tmp_path):

@@ -155,3 +155,28 @@ def test_pipeline_phases_when_nothing_is_duplicated(tmp_path):
     t = pa.concat_tables(out)
     assert t["drop_reason"].null_count == t.num_rows
     assert set(t[CLUSTER_SIZE].to_pylist()) == {1}
+
+
+def long_article(i: int):
+    """A synth article of at least 120 words (near_duplicate needs room for its edits)."""
+    while True:
+        rng = np.random.default_rng([SEED, 10_000 + i])
+        art = make_article("en", SEED, rng)
+        if art.n_words >= 120:
+            return art, rng
+        i += 1_000
+
+
+def test_rows_that_share_an_id_are_clustered_each_on_its_own(tmp_path):
+    """A near-duplicate pair whose later member shares its id with an unrelated document: only that member goes,
+    and (no dates) `earliest` keeps the pair's first in input order, not its smallest id."""
+    art, rng = long_article(0)
+    dup, jac = near_duplicate(art, 0.9, SEED, rng)
+    other, _ = long_article(1)
+    rows = [{"id": "zz", "text": article_text(render_blocks(art, SEED))},
+            {"id": "aa", "text": article_text(render_blocks(other, SEED))},
+            {"id": "aa", "text": article_text(render_blocks(dup, SEED))}]
+    stage = MinHashDedup(partitions=2, keep="earliest")
+    out = run_global_locally(stage, write_shards(rows, tmp_path, 1), str(tmp_path / "w"), batch_size=2)[0]
+    assert jac >= 0.85 and out["drop_reason"].to_pylist() == [None, None, REASON]
+    assert out[CLUSTER_ID].to_pylist() == ["zz", "aa", "zz"] and out[CLUSTER_SIZE].to_pylist() == [2, 1, 2]

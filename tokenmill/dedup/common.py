@@ -1,16 +1,19 @@
 """What the dedup stages share: node keys, the survivor rule, partitioned exchange files, per-shard decisions.
 
 A document is named inside the global phases by a 64-bit *node key* `shard << 32 | row` (its position in the
-stage's input list and in its shard file), so that keys sort in input order and need no string joins. The
-per-shard pass joins decisions back by document `id`.
+stage's input list and in its shard file), so that keys sort in input order and need no string joins. Decisions
+keep that position: each goes, with its `row`, to its shard's task, whose `process()` joins them to the batch rows
+[row_offset, row_offset + n) (`GlobalStage.row_offset`, set by the runner). The `id` is only a name: two rows
+with one id are two documents (each kept or dropped on its own), and `id` names the kept copy in the output.
 
 The survivor of a group (exact duplicates, a MinHash cluster) is the first row after sorting by
-(rank, id, key), with `rank` set by the `keep` rule:
+(rank, key), with `rank` set by the `keep` rule:
   first     input order (shard, then row)
   earliest  smallest `warc_date` (ISO-8601 sorts chronologically); missing dates last
   longest   most characters of text
   quality   highest value of `quality_column`; missing scores last
-Ties go to the smallest id, then the earliest input position: the result never depends on task order.
+Ties go to the earliest input position (the node key), so `earliest` on documents without dates keeps the first
+in input order, like `first`; the result never depends on task order.
 
 Exchange files (`write_partitioned` / `read_partition`): every all-to-all step between phases has each producer
 task write ONE file holding all P partitions, so a phase writes as many files as it has tasks, not tasks × P.
@@ -36,6 +39,7 @@ import pyarrow.parquet as pq
 from tokenmill.config import ConfigError
 from tokenmill.io import atomic_path
 from tokenmill.schema import DROP_REASON, ID, TEXT, WARC_DATE
+from tokenmill.stage import GlobalStage
 
 KeepRule = Literal["first", "earliest", "longest", "quality"]
 ROW_BITS = 32  # rows per shard < 2**32; shards < 2**32
@@ -47,6 +51,10 @@ def node_keys(shard: int, n: int) -> np.ndarray:
 
 def key_shard(keys: np.ndarray) -> np.ndarray:
     return (keys >> np.uint64(ROW_BITS)).astype(np.int64)
+
+
+def key_row(keys: np.ndarray) -> np.ndarray:
+    return (keys & np.uint64(2**ROW_BITS - 1)).astype(np.int64)
 
 
 def partition_of(hashes: np.ndarray, parts: int) -> np.ndarray:
@@ -113,8 +121,8 @@ def rank_column(table: pa.Table, keep: KeepRule, quality_column: str | None) -> 
 
 
 def survivor_order(table: pa.Table, group: str) -> np.ndarray:
-    """Row order that puts each group together with its survivor first: by (group, rank, id, key)."""
-    keys = [(c, "ascending", "at_end") for c in (group, "rank", "id", "key")]
+    """Row order that puts each group together with its survivor first: by (group, rank, key)."""
+    keys = [(c, "ascending", "at_end") for c in (group, "rank", "key")]
     return pc.sort_indices(table, sort_keys=keys).to_numpy()
 
 
@@ -200,12 +208,39 @@ def shard_files(pattern: str) -> list[str]:
     return sorted(glob.glob(pattern))
 
 
-def lookup_by_id(ids: pa.ChunkedArray | pa.Array, decisions: pa.Table) -> np.ndarray:
-    """For each document id, the row of `decisions` with that id, or -1."""
-    if decisions.num_rows == 0:
-        return np.full(len(ids), -1, np.int64)
-    idx = pc.index_in(ids, value_set=decisions[ID].combine_chunks())
-    return pc.fill_null(idx, -1).to_numpy(zero_copy_only=False).astype(np.int64)
+def sorted_by_row(decisions: pa.Table) -> pa.Table:
+    """A shard's decisions (with `row` and `id` columns) in row order, as `lookup_rows` needs them."""
+    return decisions.take(pc.sort_indices(decisions["row"]))
+
+
+def batch_lookup(stage: GlobalStage, decisions: pa.Table, batch: pa.Table) -> np.ndarray:
+    """`lookup_rows` for the batch `stage.process` was given, whose first row is shard row `stage.row_offset`;
+    the offset then moves past the batch, so that a caller streaming a shard in order from its first row (as
+    `local.run_global_locally` and the benchmarks do) need not set it. The runner sets it before every batch."""
+    lo = stage.row_offset
+    stage.row_offset = lo + batch.num_rows
+    where = f"{stage.name} on {stage.shard.path if stage.shard is not None else 'its shard'}"
+    return lookup_rows(decisions, batch[ID], lo, where)
+
+
+def lookup_rows(decisions: pa.Table, ids: pa.ChunkedArray | pa.Array, lo: int, where: str) -> np.ndarray:
+    """For each row of a batch holding shard rows [lo, lo + len(ids)), the row of `decisions` (sorted by `row`)
+    that decides it, or -1. A decision whose id is not the batch row's means the shard is not the file the phases
+    read (or came out of order): a RuntimeError naming `where` and the row, never a silent wrong join."""
+    n = len(ids)
+    rows = decisions["row"].to_numpy()
+    a, b = np.searchsorted(rows, [lo, lo + n])
+    idx = np.full(n, -1, np.int64)
+    idx[rows[a:b] - lo] = np.arange(a, b)
+    if b > a:
+        flat = ids.combine_chunks() if isinstance(ids, pa.ChunkedArray) else ids
+        got = flat.take(pa.array(rows[a:b] - lo)).cast(pa.string())
+        want = decisions[ID].slice(a, b - a).combine_chunks().cast(pa.string())
+        if not got.equals(want):
+            k = int(np.argmin(pc.fill_null(pc.equal(got, want), False).to_numpy(zero_copy_only=False)))
+            raise RuntimeError(f"{where}: row {rows[a + k]} has id {got[k].as_py()!r}, the global phases saw "
+                               f"{want[k].as_py()!r} there: the shard changed since, or its batches came out of order")
+    return idx
 
 
 def column_from(decisions: pa.Table, name: str, idx: np.ndarray, typ: pa.DataType) -> pa.Array:

@@ -3,12 +3,13 @@
   index   (one task)   every benchmark item's text (bench_items.py templates) → normalized words (ngrams.py) →
                        13-gram hashes, sorted with their (benchmark, item): `index.npz` (decontam_index.py);
   scan    (per shard)  every document's 13-gram hashes (whole batches), looked up by binary search in the index;
-                       (id, url, benchmark, item, n-grams matched) written to `matches/shard-S.parquet`;
+                       (shard, row, id, url, benchmark, item, n-grams matched) to `matches/shard-S.parquet`;
   report  (one task)   `contamination.json`: per benchmark the items found and the contaminated fraction, the
                        documents flagged, and which items were found in which documents (id, url);
-  per shard            mode `drop`: flagged documents get `drop_reason = decontam.ngram_match`; mode `cut`: the
-                       matching spans are cut out of the text (words are located in the original text, so case,
-                       spacing and punctuation outside the spans are kept), and the rest is kept if it still has
+  per shard            the flagged rows, by position (a clean document that shares a flagged one's id stays);
+                       mode `drop`: they get `drop_reason = decontam.ngram_match`; mode `cut`: the matching spans
+                       are cut out of the text (words are located in the original text, so case, spacing and
+                       punctuation outside the spans are kept), and the rest is kept if it still has
                        `min_chars_after_cut` characters, else dropped as `decontam.too_short_after_cut`.
 
 13-grams are the GPT-3 setting (Brown et al. 2020, appendix C); normalization makes matches survive changed case,
@@ -93,7 +94,8 @@ def scan_shard(path: str, shard: int, workdir: str, cfg: dict) -> dict:
     counts = counts[counts >= c.min_matches]
     rows = pa.array(pairs[:, 0])
     names = pa.array([s.name for s in c.benchmarks])
-    matches = pa.table({ID: table[ID].take(rows), URL: table[URL].take(rows),
+    matches = pa.table({"shard": pa.array(np.full(len(pairs), shard, np.int64)), "row": rows,
+                        ID: table[ID].take(rows), URL: table[URL].take(rows),
                         "benchmark": names.take(pa.array(pairs[:, 1] >> 32)),
                         "item": pa.array(pairs[:, 1] & 0xFFFFFFFF), "ngrams": pa.array(counts)})
     common.write_parquet(matches, os.path.join(workdir, "matches", f"shard-{shard:05d}.parquet"))
@@ -109,10 +111,10 @@ def write_report(workdir: str, scans: list[dict]) -> dict:
     for name in info["names"]:
         sel = m.filter(pc.equal(m["benchmark"], name)) if m is not None else None
         found = len(set(sel["item"].to_pylist())) if sel is not None else 0
-        docs = len(set(sel[ID].to_pylist())) if sel is not None else 0
+        docs = len(set(zip(sel["shard"].to_pylist(), sel["row"].to_pylist(), strict=True))) if sel is not None else 0
         per_bench[name] = {**info[name], "items_found": found, "documents": docs,
                            "contaminated_fraction": round(found / info[name]["items"], 6) if info[name]["items"] else 0.0}
-    listed = m.slice(0, MAX_REPORTED_MATCHES).to_pylist() if m is not None else []
+    listed = m.slice(0, MAX_REPORTED_MATCHES).drop_columns(["shard", "row"]).to_pylist() if m is not None else []
     report = {"documents_scanned": sum(s["documents"] for s in scans), "bytes_scanned": sum(s["bytes"] for s in scans),
               "documents_flagged": sum(s["flagged"] for s in scans), "benchmarks": per_bench,
               "matches": listed, "matches_total": m.num_rows if m is not None else 0}
@@ -168,15 +170,16 @@ class Decontaminate(GlobalStage):
     def setup(self) -> None:
         assert self.workdir is not None and self.shard is not None, "the runner sets workdir and shard"
         m = common.read_parquets([os.path.join(self.workdir, "matches", f"shard-{self.shard.index:05d}.parquet")])
-        names: dict[str, set[str]] = {}
-        for doc_id, bench in zip(m[ID].to_pylist(), m["benchmark"].to_pylist(), strict=True):
-            names.setdefault(doc_id, set()).add(bench)  # flagged documents only: few
-        self._flagged = pa.table({ID: pa.array(list(names), pa.string()),
-                                  BENCHMARKS_COL: pa.array([",".join(sorted(v)) for v in names.values()], pa.string())})
+        names: dict[int, tuple[str, set[str]]] = {}
+        for row, doc_id, bench in zip(m["row"].to_pylist(), m[ID].to_pylist(), m["benchmark"].to_pylist(), strict=True):
+            names.setdefault(row, (doc_id, set()))[1].add(bench)  # flagged documents only: few
+        self._flagged = common.sorted_by_row(pa.table({
+            "row": pa.array(list(names), pa.int64()), ID: pa.array([v[0] for v in names.values()], pa.string()),
+            BENCHMARKS_COL: pa.array([",".join(sorted(v[1])) for v in names.values()], pa.string())}))
         self._index = load_index(self.workdir) if self.config.mode == "cut" else None
 
     def process(self, table: pa.Table) -> pa.Table:
-        idx = common.lookup_by_id(table[ID], self._flagged)
+        idx = common.batch_lookup(self, self._flagged, table)
         table = set_column(table, BENCHMARKS_COL, common.column_from(self._flagged, BENCHMARKS_COL, idx, pa.string()))
         if self.config.mode == "drop":
             return with_drop_reason(table, pa.array(np.where(idx >= 0, REASON, None), pa.string()))

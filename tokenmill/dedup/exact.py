@@ -3,12 +3,12 @@
   phase 1, one task per shard:     normalize (ngrams.normalize: NFKC, lowercase, no punctuation, one space), hash
                                    each text to 128 bits (xxh3-128), write (hash, key, id, rank) partitioned by
                                    hash into one exchange file `hashes/shard-S.arrows` (common.write_partitioned);
-  phase 2, one task per partition: read its partition from every shard's file, sort by (hash, rank, id, key): the
-                                   first row of each hash group survives, the others (id, duplicate_of) go into
-                                   `decisions/part-P.arrows`, partitioned by shard;
-  per shard:                       reads its partition of every decisions file; rows whose id has a decision get
+  phase 2, one task per partition: read its partition from every shard's file, sort by (hash, rank, key): the
+                                   first row of each hash group survives, the others (row, id, duplicate_of) go
+                                   into `decisions/part-P.arrows`, partitioned by shard;
+  per shard:                       reads its partition of every decisions file; the rows at those positions get
                                    `drop_reason = exact_dedup.duplicate` and `exact_dedup.duplicate_of` = the kept
-                                   copy's id.
+                                   copy's id (two rows with one id and one text: the later is a duplicate).
 
 Files: S + P exchange files (+ P stats) for S shards and P partitions, where one file per (shard, partition) made
 S × P + (shards with duplicates per partition) × P. No task holds more than one shard or one partition (1/P of
@@ -62,12 +62,11 @@ def resolve_partition(p: int, n_shards: int, workdir: str) -> dict:
     t = t.take(pa.array(common.survivor_order(t, "grp")))
     first = common.group_starts(t["grp"].to_numpy())
     kept_row = np.maximum.accumulate(np.where(first, np.arange(t.num_rows), 0))
-    ids = t[ID].to_numpy(zero_copy_only=False)
-    dup = ~first & (ids != ids[kept_row])  # a repeated id is one record read twice: decisions join by id
-    dups = pa.table({ID: t[ID].take(pa.array(np.flatnonzero(dup))),
-                     DUPLICATE_OF: t[ID].take(pa.array(kept_row[dup])),
-                     "shard": common.key_shard(t["key"].to_numpy()[dup])})
-    common.write_partitioned(dups.drop_columns(["shard"]), dups["shard"].to_numpy(), n_shards,
+    dup = ~first
+    keys = t["key"].to_numpy()[dup]
+    dups = pa.table({"row": common.key_row(keys), ID: t[ID].take(pa.array(np.flatnonzero(dup))),
+                     DUPLICATE_OF: t[ID].take(pa.array(kept_row[dup]))})
+    common.write_partitioned(dups, common.key_shard(keys), n_shards,
                              os.path.join(workdir, "decisions", f"part-{p:05d}.arrows"))
     sizes = np.diff(np.append(np.flatnonzero(first), t.num_rows))
     stats = {"partition": p, "docs": t.num_rows, "duplicates": int(dup.sum()),
@@ -108,11 +107,11 @@ class ExactDedup(GlobalStage):
     def setup(self) -> None:
         assert self.workdir is not None and self.shard is not None, "the runner sets workdir and shard"
         paths = common.shard_files(os.path.join(self.workdir, "decisions", "part-*.arrows"))
-        schema = pa.schema([(ID, pa.string()), (DUPLICATE_OF, pa.string())])
-        self._decisions = common.read_partition(paths, self.shard.index, schema)
+        schema = pa.schema([("row", pa.int64()), (ID, pa.string()), (DUPLICATE_OF, pa.string())])
+        self._decisions = common.sorted_by_row(common.read_partition(paths, self.shard.index, schema))
 
     def process(self, table: pa.Table) -> pa.Table:
-        idx = common.lookup_by_id(table[ID], self._decisions)
+        idx = common.batch_lookup(self, self._decisions, table)
         dup_of = common.column_from(self._decisions, DUPLICATE_OF, idx, pa.string())
         table = set_column(table, DUPLICATE_OF, dup_of)
         return with_drop_reason(table, pa.array(np.where(idx >= 0, REASON, None), pa.string()))

@@ -38,6 +38,9 @@ def run_global_locally(stage: GlobalStage, inputs: list[str], workdir: str,
         worker.setup()
         pf = pq.ParquetFile(path)
         size = batch_size or max(pf.metadata.num_rows, 1)
-        batches = [worker.process(pa.Table.from_batches([b])) for b in pf.iter_batches(batch_size=size)]
+        batches, offset = [], 0
+        for b in pf.iter_batches(batch_size=size):
+            worker.row_offset, offset = offset, offset + b.num_rows  # as the runner's segment does
+            batches.append(worker.process(pa.Table.from_batches([b])))
         out.append(pa.concat_tables(batches, promote_options="default") if batches else pf.schema_arrow.empty_table())
     return out

@@ -10,9 +10,11 @@
                                edges go, both ways, into the first components step;
   components                   Large-Star/Small-Star rounds (components.py), each task one edge partition;
   members     (per shard)      the final labels of this shard's nodes joined with its meta, partitioned by root;
-  choose      (per partition)  per cluster: survivor by the `keep` rule (common.py), size; decisions per shard.
+  choose      (per partition)  per cluster: survivor by the `keep` rule (common.py), size; decisions (by row) per
+                               shard.
   per shard                    `minhash_dedup.cluster_id` (the survivor's id), `minhash_dedup.cluster_size`, and
-                               `drop_reason = minhash_dedup.duplicate` for every member but the survivor.
+                               `drop_reason = minhash_dedup.duplicate` for every member but the survivor (each
+                               row on its own: a member's id may be shared by an unrelated document).
 
 Every arrow above that changes the grouping (shard ↔ partition) is an exchange: each producer task writes ONE
 file with all its consumers' partitions (common.write_partitioned) and each consumer reads its slice of every
@@ -24,7 +26,9 @@ S·P in each of these exchanges.
 
 Defaults are FineWeb's (Penedo et al. 2024, datatrove `MinhashConfig`): 5-grams, 14 bands × 8 rows — a pair is a
 candidate with probability 1 - (1 - J^8)^14: 0.92 at Jaccard 0.8, 0.05 at 0.5; candidates are then verified on
-their signatures (`min_jaccard`), which brings the 0.5 pairs to ~0 (tests/test_dedup_minhash.py).
+their signatures (`min_jaccard`), which brings the 0.5 pairs to ~0 (tests/test_dedup_minhash.py). Text without
+spaces (Chinese, Japanese) has no word 5-grams, only one whole-text shingle, so MinHash finds no near-duplicates in
+it (as in FineWeb); exact dedup still removes its copies.
 Measured (benchmarks/dedup.py --scale 1m, 5,000-document shards, P = S, every task in its own process, 2 cores):
 10k / 100k / 1M documents with 10% planted near-duplicates in 6.2 / 21.7 / 96.7 s, 992 / 9,915 / 99,213 removed,
 3,600 work files at 1M. Peak RSS of the largest task (a shard's signatures) 268 / 315 / 321 MiB; a typical
@@ -177,7 +181,8 @@ def choose_partition(p: int, n_shards: int, workdir: str) -> dict:
     starts = np.flatnonzero(first)
     sizes_C = np.diff(np.append(starts, t.num_rows))
     cluster_N = np.cumsum(first) - 1
-    dec = pa.table({ID: t[ID], CLUSTER_ID: t[ID].take(pa.array(starts[cluster_N])),
+    dec = pa.table({"row": common.key_row(t["key"].to_numpy()), ID: t[ID],
+                    CLUSTER_ID: t[ID].take(pa.array(starts[cluster_N])),
                     CLUSTER_SIZE: pa.array(sizes_C[cluster_N], pa.int64()), "duplicate": pa.array(~first)})
     common.write_partitioned(dec, common.key_shard(t["key"].to_numpy()), n_shards, _path(workdir, "decisions", p))
     hist = np.bincount(np.minimum(np.log2(np.maximum(sizes_C, 1)).astype(int), 20))
@@ -218,12 +223,12 @@ class MinHashDedup(GlobalStage):
     def setup(self) -> None:
         assert self.workdir is not None and self.shard is not None, "the runner sets workdir and shard"
         paths = common.shard_files(os.path.join(self.workdir, "decisions", "from-*.arrows"))
-        schema = pa.schema([(ID, pa.string()), (CLUSTER_ID, pa.string()), (CLUSTER_SIZE, pa.int64()),
-                            ("duplicate", pa.bool_())])
-        self._decisions = common.read_partition(paths, self.shard.index, schema)
+        schema = pa.schema([("row", pa.int64()), (ID, pa.string()), (CLUSTER_ID, pa.string()),
+                            (CLUSTER_SIZE, pa.int64()), ("duplicate", pa.bool_())])
+        self._decisions = common.sorted_by_row(common.read_partition(paths, self.shard.index, schema))
 
     def process(self, table: pa.Table) -> pa.Table:
-        idx = common.lookup_by_id(table[ID], self._decisions)
+        idx = common.batch_lookup(self, self._decisions, table)
         cluster = common.column_from(self._decisions, CLUSTER_ID, idx, pa.string())
         size = common.column_from(self._decisions, CLUSTER_SIZE, idx, pa.int64())
         dup = common.column_from(self._decisions, "duplicate", idx, pa.bool_())
