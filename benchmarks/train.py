@@ -1,7 +1,7 @@
 """Training-step throughput on CPU: our DeepSeek-V3-style model vs transformers' DeepseekV3ForCausalLM.
 
 Both models get the same config, the same weights (ours mapped with `to_hf_state_dict`), the same batch and the
-same step: forward, next-token cross-entropy, backward, AdamW. Ours also does its real extra work (the sequence-wise
+same step: forward, next-token cross-entropy, backward, AdamW (fused, as the trainer builds it). Ours also does its real extra work (the sequence-wise
 balance loss and the router-bias update); MTP is off because HF has none. Steps alternate after a warm-up.
 
 Two precisions, each for both models: fp32, and bf16 autocast (`torch.autocast("cpu", torch.bfloat16)`, the
@@ -12,10 +12,13 @@ Default input: the `small` preset cut to 4 layers and an 8k vocabulary, batch 2 
 `--scale N` multiplies the batch. Wall time on these shared 2-core machines is noisy, so the CPU time of the
 process (1 intra-op thread by default) is reported too.
 
-`--profile` adds one profiled fp32 step of each: matmul GFLOP from the mm shapes and the self-time shares of
-matmuls and attention. Measured: both do 174.8 GFLOP of mm per step; ours spends 64% in mm and 23% in flash
-attention, HF 54% in mm and 27%+ in its math attention (bmm + softmax). The matmuls already run near this core's
-fp32 peak (~92 GFLOPS): with ours reduced to mm + attention alone, fp32 would reach only ~1.4-1.5x.
+Ours runs its float32 CPU linears on oneDNN (`tokenmill/train/linear.py`: PyTorch's MKL sgemm runs at about half
+this AMD core's AVX-512 peak); fp32 also times ours with `set_cpu_backend("aten")`, the same GEMM library as HF, so
+the ratio from the model alone and the ratio with the kernel choice are both reported.
+
+`--profile` adds one profiled fp32 step of each: matmul GFLOP from the linear shapes and the self-time shares of
+matmuls and attention. Measured before the oneDNN linears: both do 174.8 GFLOP of matmuls per step, ours at the
+BLAS's ~92 GFLOPS; with the model's other work alone trimmed, the same-BLAS ceiling was ~1.4-1.5x.
 
     python -m benchmarks.train [--scale 2] [--layers 8] [--seq 1024] [--threads 1] [--profile]
 """
@@ -30,6 +33,7 @@ import torch.nn.functional as F
 
 from benchmarks.common import alternate, write_result
 from tokenmill.train.model import Transformer, model_args
+from tokenmill.train.linear import set_cpu_backend
 from tokenmill.train.model_hf import hf_config, to_hf_state_dict
 
 
@@ -46,8 +50,9 @@ def build(layers: int, vocab: int, seq: int, seed: int = 0):
 
 def step_fns(ours, hf, tokens_BT: torch.Tensor):
     inputs_BT, targets_BT = tokens_BT[:, :-1], tokens_BT[:, 1:]
-    opt_ours = torch.optim.AdamW(ours.parameters(), lr=1e-4)
-    opt_hf = torch.optim.AdamW(hf.parameters(), lr=1e-4)
+    # AdamW's fused CPU kernel, as the trainer builds it (tokenmill/train/optim.py), for both models
+    opt_ours = torch.optim.AdamW(ours.parameters(), lr=1e-4, fused=True)
+    opt_hf = torch.optim.AdamW(hf.parameters(), lr=1e-4, fused=True)
     losses = {}
 
     def ours_step():
@@ -67,7 +72,14 @@ def step_fns(ours, hf, tokens_BT: torch.Tensor):
         opt_hf.step()
         losses.setdefault("hf", float(loss.detach()))
 
-    return {"tokenmill": ours_step, "transformers": hf_step}, losses
+    def ours_aten_step():
+        set_cpu_backend("aten")
+        try:
+            ours_step()
+        finally:
+            set_cpu_backend("onednn")
+
+    return {"tokenmill": ours_step, "tokenmill_aten_gemm": ours_aten_step, "transformers": hf_step}, losses
 
 
 def timed(fns: dict, cpu_best: dict, autocast_bf16: bool) -> dict:
@@ -93,6 +105,9 @@ def op_shares(fn) -> dict:
         total_s += e.self_cpu_time_total
         if e.name == "aten::mm":
             (m, k), (_, n) = e.input_shapes[0], e.input_shapes[1]
+            mm_flop, mm_s = mm_flop + 2 * m * k * n, mm_s + e.self_cpu_time_total
+        elif e.name == "mkldnn::_linear_pointwise":  # x [M, K] @ w[N, K]^T
+            (m, k), (n, _) = e.input_shapes[0][-2:], e.input_shapes[1]
             mm_flop, mm_s = mm_flop + 2 * m * k * n, mm_s + e.self_cpu_time_total
         elif e.name in ("aten::bmm", "aten::_softmax", "aten::_softmax_backward_data") or "flash_attention" in e.name:
             attn_s += e.self_cpu_time_total  # HF's math attention is its only bmm/softmax; ours is flash
@@ -122,6 +137,8 @@ def main() -> None:
         args, ours, hf = build(a.layers, a.vocab, a.seq)  # fresh weights and optimizers for each precision
         tokens_BT = torch.randint(0, args.vocab_size, (batch, a.seq + 1), generator=torch.Generator().manual_seed(1))
         fns, losses = step_fns(ours, hf, tokens_BT)
+        if precision != "fp32":
+            del fns["tokenmill_aten_gemm"]  # autocast's bf16 linears take oneDNN either way
         cpu: dict = {}
         wall = alternate(timed(fns, cpu, precision != "fp32"), repeats=a.repeats, warmup=1)
         for name in fns:
@@ -130,6 +147,9 @@ def main() -> None:
         metrics[f"{precision}_first_step_loss"] = {k: round(v, 5) for k, v in losses.items()}
         ratios[f"tokenmill_vs_transformers_{precision}_wall"] = wall["transformers"] / wall["tokenmill"]
         ratios[f"tokenmill_vs_transformers_{precision}_cpu"] = cpu["transformers"] / cpu["tokenmill"]
+        if "tokenmill_aten_gemm" in fns:
+            ratios[f"tokenmill_aten_gemm_vs_transformers_{precision}_cpu"] = (cpu["transformers"]
+                                                                           / cpu["tokenmill_aten_gemm"])
         if precision == "fp32" and a.profile:
             for name, fn in fns.items():
                 metrics[f"fp32_{name}_profile"] = op_shares(fn)
