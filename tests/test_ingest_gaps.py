@@ -208,3 +208,17 @@ def test_clipped_zstd_keeps_every_record_fastwarc_reads_itself(small_crawl, tmp_
             pass
     got = [r.drop_reason for r in iter_raw_docs(str(clipped), "warc", 1 << 22)]
     assert got[-1] == "ingest.truncated_file" and len(got) - 1 == native > 50
+
+
+@pytest.mark.parametrize("filler,reason", [(b"\x00" * 300_000 + b"\r\n", [CORRUPT]), (b"\r\n" * 150_000, [])],
+                         ids=["zeroed block", "blank run"])
+def test_a_long_gap_is_judged_without_holding_it(tmp_path, monkeypatch, filler, reason):
+    """A Window lets go of a long gap past WINDOW_MAX (a zeroed disk block, here 300 KB over a 64 KB cap) and
+    remembers only whether it held anything."""
+    import tokenmill.ingest.warcgaps as warcgaps
+
+    monkeypatch.setattr(warcgaps, "WINDOW_MAX", 1 << 16)
+    monkeypatch.setattr(warcgaps, "WINDOW_TAIL", 1 << 15)
+    got = rows(tmp_path, A + filler + B + C)
+    assert [reason for _, _, reason in got] == [None, *reason, None, None]
+    assert got[1][1] == (len(A) if reason else len(A + filler))

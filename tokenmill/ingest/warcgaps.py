@@ -10,9 +10,10 @@ keeps the bytes from the previous record's end on: a read-ahead buffer, not the 
 between records, LF-only headers and a missing "\r\n\r\n" trailer count for nothing.
 
 Cost, reader alone (iter_raw_docs) on generate_crawl(n_docs=2000, seed=0), 2 records a page, these Gaps vs a
-no-op one in one process, interleaved, best of 9, on 2 busy cores: +1.4 to 2.2 µs a page (gzip members 49.0 →
-50.4 µs, uncompressed 16.8 → 18.8, single-stream gzip 22.9 → 25.1, zstd 19.0 → 21.1). Reading through Window
-rather than letting fastwarc open the file itself adds under 0.5 µs more.
+no-op one in one process, interleaved, best of 9, on 2 busy cores: +1.4 to 2.4 µs a page over three runs (one
+run: gzip members 48.4 → 50.6 µs, uncompressed 15.8 → 17.6, single-stream gzip 22.7 → 24.4, zstd 19.1 →
+21.5). Reading through Window rather than letting fastwarc open the file itself adds under 0.5 µs more; end
+to end (benchmarks.ingest's run_tokenmill, 1,000 pages) best of 8: 5,308 vs 5,322 pages/s.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ import re
 
 MAX_HEADER_BYTES = (32 << 10) + 64  # fastwarc's default max_header_len (a longer header is not parsed) + slack
 BLANK_LINE = re.compile(rb"\n\r?\n")  # the empty line that ends a header, CRLF or LF-only (quirks mode)
+WINDOW_MAX = 8 << 20  # bytes a Window holds past `keep` before judging them: a garbage run is not held whole
+WINDOW_TAIL = 1 << 20  # still held then: fastwarc's read-ahead (64 KB) and a header (32 KB) are well inside
 READ_PIECE = 1 << 14  # what a decompressor holds when it breaks is lost: 64 KB pieces lost 32 KB of a clipped
 #                       zstd file that fastwarc (reading it itself) did not; 16 KB pieces lose none of it
 
@@ -54,7 +57,7 @@ class Gaps:
         head = header_end(self.buf, start - shift)
         self.end = head + shift + rec.content_length if head >= 0 else -1  # -1: a header we cannot find
         if self.window is not None:  # it forgets what comes before the record's end
-            self.window.keep = self.end if self.end >= 0 else start
+            self.window.keep, self.window.junk = (self.end if self.end >= 0 else start), None
         return at
 
     def past_end(self, rec) -> bool:
@@ -69,8 +72,12 @@ class Gaps:
             upto = shift + len(self.buf)
         if self.end < 0 or upto <= self.end:
             return None
-        at = first_non_blank(self.buf[self.end - shift:upto - shift])
-        return None if at is None else self.end + at
+        if self.window is not None and self.window.junk is not None:  # in what it already let go
+            at, self.window.junk = self.window.junk, None
+            return at
+        lo = max(self.end, shift)
+        at = first_non_blank(self.buf[lo - shift:upto - shift])
+        return None if at is None else lo + at
 
 
 class Window:
@@ -79,6 +86,7 @@ class Window:
 
     def __init__(self, inner, pos: int = 0) -> None:
         self.inner, self.buf, self.base, self.pos, self.keep = inner, bytearray(), pos, pos, pos
+        self.junk: int | None = None  # the first non-blank byte of those let go past WINDOW_MAX
 
     def read(self, n: int = -1) -> bytes:
         chunk = self.inner.read(READ_PIECE if n < 0 else min(n, READ_PIECE))  # a short read: fastwarc asks again
@@ -88,7 +96,15 @@ class Window:
         if drop > 0:
             del self.buf[:drop]  # in place: Gaps holds this bytearray
             self.base += drop
+        if len(self.buf) > WINDOW_MAX:
+            self._let_go(len(self.buf) - WINDOW_TAIL)
         return chunk
+
+    def _let_go(self, n: int) -> None:
+        if self.junk is None and (at := first_non_blank(bytes(self.buf[:n]))) is not None:
+            self.junk = self.base + at
+        del self.buf[:n]
+        self.base += n
 
     def tell(self) -> int:
         return self.pos
