@@ -222,3 +222,19 @@ def test_a_long_gap_is_judged_without_holding_it(tmp_path, monkeypatch, filler, 
     got = rows(tmp_path, A + filler + B + C)
     assert [reason for _, _, reason in got] == [None, *reason, None, None]
     assert got[1][1] == (len(A) if reason else len(A + filler))
+
+
+def with_length(rec: bytes, n: int) -> bytes:
+    head, rest = rec.split(b"Content-Length: ", 1)
+    return head + b"Content-Length: %d" % n + rest[rest.index(b"\r\n"):]
+
+
+def test_a_too_large_record_ending_just_past_the_end_is_caught(tmp_path):
+    """Its stated end is past the end of the file by less than its header's length (stream_pos + Content-Length
+    is inside the file): unread, fastwarc would skip to the end and C would vanish without a row."""
+    size = len(A + B + C)
+    b = with_length(B, size - len(A) - 10)
+    path = tmp_path / "x.warc.wet"
+    path.write_bytes(A + b + C)
+    got = [(r.record_id, r.offset, r.drop_reason) for r in iter_raw_docs(str(path), "wet", 100)]  # B only
+    assert got == [("r1", 0, None), (None, len(A), CORRUPT), ("r3", len(A + b), None)]

@@ -61,8 +61,11 @@ class Gaps:
         return at
 
     def past_end(self, rec) -> bool:
-        """The record, not read (too large), says it runs past the end of the file."""
-        return self.size is not None and rec.stream_pos + rec.content_length > self.size
+        """The record, not read (too large), says it runs past the end of the file. Its end is where `next` put
+        it (the body starts after the header: stream_pos + content_length falls short by the header's length)."""
+        if self.size is None:
+            return False
+        return (self.end if self.end >= 0 else rec.stream_pos + rec.content_length) > self.size
 
     def skipped(self, upto: int | None = None) -> int | None:
         """Offset of the first non-blank byte between the end of the record seen last and `upto` (default: the
