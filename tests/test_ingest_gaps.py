@@ -238,3 +238,22 @@ def test_a_too_large_record_ending_just_past_the_end_is_caught(tmp_path):
     path.write_bytes(A + b + C)
     got = [(r.record_id, r.offset, r.drop_reason) for r in iter_raw_docs(str(path), "wet", 100)]  # B only
     assert got == [("r1", 0, None), (None, len(A), CORRUPT), ("r3", len(A + b), None)]
+
+
+@pytest.mark.parametrize("compress", ["gzip", "zstd"])
+@pytest.mark.parametrize("past", [10, 10_000])
+def test_a_too_large_record_past_the_end_of_a_stream_is_a_truncated_file(tmp_path, compress, past):
+    """A single stream's size is not known, so fastwarc skips the unread record to the end: the records it
+    swallowed are one ingest.truncated_file row (the file ends inside that record), not nothing."""
+    from fastwarc.stream_io import ZstdWriter
+
+    data = A + with_length(B, len(B + C) + past) + C
+    path = tmp_path / ("x.warc.wet." + ("gz" if compress == "gzip" else "zst"))
+    if compress == "gzip":
+        path.write_bytes(gzip_member(data))
+    else:
+        w = ZstdWriter(str(path))
+        w.write(data)
+        w.close()
+    got = [(r.record_id, r.drop_reason) for r in iter_raw_docs(str(path), "wet", 100)]
+    assert got == [("r1", None), ("r2", "ingest.too_large"), (None, "ingest.truncated_file")]

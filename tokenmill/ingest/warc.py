@@ -177,6 +177,8 @@ def _from_records(stream, gaps: Gaps, fmt: str, max_record_bytes: int, addressab
                 yield from _document(doc, rtype, block)
     except (OSError, ValueError, EOFError, zlib.error):  # fastwarc: stream cannot be read or decompressed
         return pos
+    if gaps.window is not None and gaps.end > stream.tell():  # a record, unread, said it ran past the end
+        return pos
     if (at := gaps.skipped()) is not None:
         yield _gap_row(at, addressable, member_offset)
     return None
