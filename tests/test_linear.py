@@ -62,3 +62,11 @@ def test_same_state_dict_names_as_nn_linear():
     assert Linear(4, 3).state_dict().keys() == torch.nn.Linear(4, 3, bias=False).state_dict().keys()
     with pytest.raises(ValueError, match="choose 'onednn' or 'aten'"):
         set_cpu_backend("mkl")
+
+
+def test_double_backward_raises_instead_of_returning_zeros():
+    x = torch.randn(5, 4, requires_grad=True)
+    w = torch.randn(3, 4, requires_grad=True)
+    (gx,) = torch.autograd.grad((linear(x, w) ** 2).sum(), x, create_graph=True)
+    with pytest.raises(RuntimeError, match="differentiate twice"):  # F.linear's would work; ours must not lie
+        gx.sum().backward()

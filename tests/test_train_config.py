@@ -37,7 +37,7 @@ def _job(tmp_path: Path, **changes) -> Path:
     ({"optim__lr": "fast"}, r"optim.lr: Input should be a valid number"),
     ({"data__stages": [{"start_step": 0, "weights": {"wbe": 1.0}}]}, r"data.stages\[0\].weights.wbe: unknown source"),
     ({"data__stages": [{"start_step": 0, "weights": {"a": 1}}, {"start_step": 0, "weights": {"a": 1}}]},
-     r"data.stages\[1\].start_step=0 must be after data.stages\[0\]"),
+     r"data.stages\[1\].start_step=0 must be after the previous stage \(.*data.stages\[0\]"),
     ({"batch__micro_batch_size": 5}, r"global_batch_size=16 must be a multiple of micro_batch_size \(5\)"),
     ({"data__block_size": 32, "data__stages": [{"start_step": 0, "weights": {"a": 1}},
                                                {"start_step": 3, "weights": {"a": 1}}]},

@@ -46,6 +46,7 @@ class _OneDnnLinear(torch.autograd.Function):
         return _mm_t(x_ND, w_MD)
 
     @staticmethod
+    @torch.autograd.function.once_differentiable  # the oneDNN op has no autograd: double backward must raise
     def backward(ctx, g_NM: torch.Tensor):
         x_ND, w_MD = ctx.saved_tensors
         g_NM = g_NM.contiguous()

@@ -40,7 +40,7 @@ from tokenmill.train.distributed import (
 )
 from tokenmill.train.metrics import MetricsLog, SpikeDetector
 from tokenmill.train.mixture import DataExhausted
-from tokenmill.train.optim import build_optimizer, set_lr
+from tokenmill.train.optim import build_optimizer, keep_implementation, set_lr
 
 
 def train_from_spec(job_path: str, resume: bool = False, mix: str | None = None,
@@ -118,6 +118,7 @@ class Trainer:
                                   "with the strategy and world size it was written with")
             load_optimizer_state(self.model, self.optimizer, ckpt["optimizer"], self.info,
                                  self.job.distributed.strategy)
+            keep_implementation(self.optimizer)
             torch.set_rng_state(ckpt["trainer"]["rng_cpu"])
             if torch.cuda.is_available() and len(ckpt["trainer"].get("rng_cuda", [])) == torch.cuda.device_count():
                 torch.cuda.set_rng_state_all(ckpt["trainer"]["rng_cuda"])

@@ -30,6 +30,14 @@ def build_optimizer(model: torch.nn.Module, spec: OptimSpec) -> torch.optim.Adam
     return torch.optim.AdamW(groups, lr=spec.lr, betas=spec.betas, eps=spec.eps, fused=fused)
 
 
+def keep_implementation(optimizer: torch.optim.AdamW) -> None:
+    """After load_state_dict: the kernel (fused/foreach) is this build's choice, not the checkpoint's — loading
+    copies the saved param_groups, flags included, so a checkpoint from before CPU fusing would unfuse the run."""
+    for group in optimizer.param_groups:
+        for flag in ("fused", "foreach"):
+            group[flag] = optimizer.defaults[flag]
+
+
 def lr_factor(step: int, spec: OptimSpec, max_steps: int) -> float:
     """Multiplier of the peak lr at optimizer step `step` (0-based)."""
     if spec.warmup_steps and step < spec.warmup_steps:
