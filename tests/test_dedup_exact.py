@@ -120,6 +120,20 @@ def test_decisions_for_another_file_are_an_error_not_a_wrong_join(tmp_path):
         stage.process(documents_from_pylist([{"id": "a", "text": "same"}, {"id": "c", "text": "same"}]))
 
 
+def test_an_instance_set_up_again_starts_its_next_shard_at_row_0(tmp_path):
+    rows = [{"id": "a", "text": "same"}, {"id": "b", "text": "same"}, {"id": "c", "text": "other"},
+            {"id": "d", "text": "other"}]
+    paths = write_shards(rows, tmp_path, 2)  # round-robin: shard 0 holds a, c; shard 1 holds b, d
+    stage = ExactDedup()
+    run_global_locally(stage, paths, str(tmp_path / "w"))
+    stage.workdir = str(tmp_path / "w")
+    for index, want in ((0, [None, None]), (1, [REASON, REASON])):
+        stage.shard = ShardInfo(index, f"shard-{index:05d}", paths[index])
+        stage.setup()
+        out = stage.process(pq.read_table(paths[index]))
+        assert out["drop_reason"].to_pylist() == want, index
+
+
 def test_a_file_without_text_is_named_in_the_error(tmp_path):
     pq.write_table(pa.table({"id": ["a"]}), tmp_path / "bad.parquet")
     with pytest.raises(ValueError, match="bad.parquet: not a document file: no column text"):

@@ -220,7 +220,10 @@ def batch_lookup(stage: GlobalStage, decisions: pa.Table, batch: pa.Table) -> np
     lo = stage.row_offset
     stage.row_offset = lo + batch.num_rows
     where = f"{stage.name} on {stage.shard.path if stage.shard is not None else 'its shard'}"
-    return lookup_rows(decisions, batch[ID], lo, where)
+    try:
+        return lookup_rows(decisions, batch[ID], lo, where)
+    except RuntimeError as err:
+        raise RuntimeError(f"{err}; remove {stage.workdir} to recompute the stage's decisions") from None
 
 
 def lookup_rows(decisions: pa.Table, ids: pa.ChunkedArray | pa.Array, lo: int, where: str) -> np.ndarray:

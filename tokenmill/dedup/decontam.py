@@ -169,6 +169,7 @@ class Decontaminate(GlobalStage):
 
     def setup(self) -> None:
         assert self.workdir is not None and self.shard is not None, "the runner sets workdir and shard"
+        self.row_offset = 0  # an instance set up again for another shard starts at its first row
         m = common.read_parquets([os.path.join(self.workdir, "matches", f"shard-{self.shard.index:05d}.parquet")])
         names: dict[int, tuple[str, set[str]]] = {}
         for row, doc_id, bench in zip(m["row"].to_pylist(), m[ID].to_pylist(), m["benchmark"].to_pylist(), strict=True):

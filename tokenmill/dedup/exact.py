@@ -106,6 +106,7 @@ class ExactDedup(GlobalStage):
 
     def setup(self) -> None:
         assert self.workdir is not None and self.shard is not None, "the runner sets workdir and shard"
+        self.row_offset = 0  # an instance set up again for another shard starts at its first row
         paths = common.shard_files(os.path.join(self.workdir, "decisions", "part-*.arrows"))
         schema = pa.schema([("row", pa.int64()), (ID, pa.string()), (DUPLICATE_OF, pa.string())])
         self._decisions = common.sorted_by_row(common.read_partition(paths, self.shard.index, schema))

@@ -222,6 +222,7 @@ class MinHashDedup(GlobalStage):
 
     def setup(self) -> None:
         assert self.workdir is not None and self.shard is not None, "the runner sets workdir and shard"
+        self.row_offset = 0  # an instance set up again for another shard starts at its first row
         paths = common.shard_files(os.path.join(self.workdir, "decisions", "from-*.arrows"))
         schema = pa.schema([("row", pa.int64()), (ID, pa.string()), (CLUSTER_ID, pa.string()),
                             (CLUSTER_SIZE, pa.int64()), ("duplicate", pa.bool_())])
