@@ -257,3 +257,27 @@ def test_a_too_large_record_past_the_end_of_a_stream_is_a_truncated_file(tmp_pat
         w.close()
     got = [(r.record_id, r.drop_reason) for r in iter_raw_docs(str(path), "wet", 100)]
     assert got == [("r1", None), ("r2", "ingest.too_large"), (None, "ingest.truncated_file")]
+
+
+def long_header(url_chars: int) -> bytes:
+    return warc_record([("WARC-Type", "conversion"), ("WARC-Record-ID", "rlong"),
+                        ("WARC-Target-URI", "https://ex.test/" + "u" * url_chars)], b"long header page")
+
+
+@pytest.mark.parametrize("name", ["x.warc.wet", "x.warc.wet.gz"])
+def test_a_40kb_header_is_read(tmp_path, name):
+    """fastwarc's default max_header_len (32 KB) refused it; ours is MAX_HEADER_LEN."""
+    data = A + long_header(40_000) + B + C
+    got = rows(tmp_path, gzip_member(data) if name.endswith(".gz") else data, name)
+    assert [(rid, reason) for rid, _, reason in got] == [("r1", None), ("rlong", None), ("r2", None), ("r3", None)]
+
+
+def test_a_header_over_the_limit_is_one_row_at_its_offset(tmp_path):
+    """Plain: the row is at the refused record (it was at the one before, and the record counted twice), and
+    reading resumes after it. Single stream: nothing can be read after it, but the row says what happened."""
+    from tokenmill.ingest.warcgaps import MAX_HEADER_LEN
+
+    long = long_header(MAX_HEADER_LEN + 1000)
+    assert rows(tmp_path, A + long + B + C) == [("r1", 0, None), (None, len(A), CORRUPT), ("r2", len(A + long), None),
+                                                 ("r3", len(A + long + B), None)]
+    assert rows(tmp_path, gzip_member(A + long + B + C), "x.warc.wet.gz") == [("r1", None, None), (None, None, CORRUPT)]

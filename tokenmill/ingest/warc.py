@@ -36,12 +36,13 @@ from fastwarc.stream_io import GzipReader, Lz4Reader, ZstdReader
 from fastwarc.warc import ArchiveIterator
 
 from tokenmill.ingest.http import response_doc
-from tokenmill.ingest.warcgaps import Gaps, Window
+from tokenmill.ingest.warcgaps import MAX_HEADER_LEN, Gaps, Window
 
 PROBE_BYTES = 1 << 18  # to tell multi-member from single-stream gzip: does the first member end in 256 KB?
 GZIP_MAGIC = b"\x1f\x8b\x08"  # gzip header: magic and the deflate method
+TRUNCATED, CORRUPT = "ingest.truncated_file", "ingest.corrupt_record"
 MEMBER_CHUNK = 1 << 16  # bytes read at a time when splitting gzip members (small: unused_data is copied per member)
-MEMBER_HEAD_SLACK = 1 << 16  # kept beyond max_record_bytes: the WARC and HTTP headers of a too-large record
+MEMBER_HEAD_SLACK = MAX_HEADER_LEN + (1 << 16)  # kept past max_record_bytes: a too-large record's WARC, HTTP heads
 
 
 @dataclass
@@ -118,11 +119,13 @@ def _from_file(path: str, fmt: str, max_record_bytes: int, plain: bool):
             f.seek(start)
             stream = Window(f if plain else _decompressing(f), start)
             gaps = Gaps(stream, start, size)
-            broke_at = yield from _from_records(stream, gaps, fmt, max_record_bytes, plain)
-        if broke_at is None:
+            broke = yield from _from_records(stream, gaps, fmt, max_record_bytes, plain)
+        if broke is None:
             return
+        broke_at, reason = broke
         start = _next_plain_record(path, broke_at + 1) if plain else None
-        reason = "ingest.corrupt_record" if start is not None else "ingest.truncated_file"
+        if start is not None:
+            reason = CORRUPT
         yield RawDoc(None, broke_at if plain else None, None, None, drop_reason=reason)
 
 
@@ -136,49 +139,55 @@ def _decompressing(stream):
 def _from_members(path: str, fmt: str, max_record_bytes: int) -> Iterator[RawDoc]:
     for offset, data, status in _gzip_members(path, max_record_bytes + MEMBER_HEAD_SLACK):
         if data is None:
-            reason = "ingest.truncated_file" if status == "truncated" else "ingest.corrupt_record"
+            reason = TRUNCATED if status == "truncated" else CORRUPT
             yield RawDoc(None, offset, None, None, drop_reason=reason)
             continue
         broke = yield from _from_records(io.BytesIO(data), Gaps(data), fmt, max_record_bytes, True, offset)
         if broke is not None:  # a complete member whose record is malformed
-            yield RawDoc(None, offset, None, None, drop_reason="ingest.corrupt_record")
+            yield RawDoc(None, offset, None, None, drop_reason=CORRUPT)
 
 
 def _from_records(stream, gaps: Gaps, fmt: str, max_record_bytes: int, addressable: bool,
                   member_offset: int | None = None):
-    """Yield the documents of the records in `stream`; return None if it ends cleanly, else where it broke.
+    """Yield the documents of the records in `stream`; return None if it ends cleanly, else where it broke and
+    the row's reason unless reading resumes after it: `ingest.truncated_file` (the data ends, or cannot be read
+    or decompressed, inside a record) or `ingest.corrupt_record` (fastwarc refused a record: a header longer
+    than MAX_HEADER_LEN; at its first byte, the first non-blank one after the last record's end).
     Offsets: `member_offset` when reading one gzip member, else fastwarc's position (exact in plain files: it
     counts from the start of the file, not from where `stream` was seeked to). Non-blank bytes fastwarc
     skipped before a record or after the last (`gaps`) are one `ingest.corrupt_record` row, in file order."""
     pos = member_offset if member_offset is not None else stream.tell()
     try:
-        for rec in ArchiveIterator(stream, parse_http=False, quirks_mode=True):
+        for rec in ArchiveIterator(stream, parse_http=False, quirks_mode=True, max_header_len=MAX_HEADER_LEN):
             pos = member_offset if member_offset is not None else rec.stream_pos
             if (at := gaps.next(rec)) is not None:
                 yield _gap_row(at, addressable, member_offset)
             h = rec.headers
             rtype = h.get("WARC-Type")
             if rtype is None or "Content-Length" not in h:  # a header cut short
-                return pos
+                return pos, TRUNCATED
             is_doc = rtype in ("response", "conversion") or (rtype == "metadata" and fmt == "wat")
             doc = RawDoc(h.get("WARC-Target-URI"), pos if addressable else None, h.get("WARC-Record-ID"),
                          h.get("WARC-Date"))
             if rec.content_length > max_record_bytes:
                 if gaps.past_end(rec):  # unread, it would swallow the rest of the file
-                    return pos
+                    return pos, TRUNCATED
                 if is_doc:
                     doc.drop_reason = "ingest.too_large"
                     yield doc
                 continue
             block = rec.reader.read()
             if len(block) < rec.content_length:  # the data ends inside this record
-                return pos
+                return pos, TRUNCATED
             if is_doc:
                 yield from _document(doc, rtype, block)
-    except (OSError, ValueError, EOFError, zlib.error):  # fastwarc: stream cannot be read or decompressed
-        return pos
+    except (OSError, ValueError, EOFError, zlib.error):
+        if gaps.window is not None and gaps.window.failed:  # the file cannot be read or decompressed
+            return pos, TRUNCATED
+        at = gaps.skipped()  # fastwarc refused the record after the last one (pos is that one's)
+        return (pos if at is None else at), CORRUPT
     if gaps.window is not None and gaps.end > stream.tell():  # a record, unread, said it ran past the end
-        return pos
+        return pos, TRUNCATED
     if (at := gaps.skipped()) is not None:
         yield _gap_row(at, addressable, member_offset)
     return None
@@ -186,7 +195,7 @@ def _from_records(stream, gaps: Gaps, fmt: str, max_record_bytes: int, addressab
 
 def _gap_row(at: int, addressable: bool, member_offset: int | None) -> RawDoc:
     offset = member_offset if member_offset is not None else at if addressable else None
-    return RawDoc(None, offset, None, None, drop_reason="ingest.corrupt_record")
+    return RawDoc(None, offset, None, None, drop_reason=CORRUPT)
 
 
 def _document(doc: RawDoc, rtype: str, block: bytes) -> Iterator[RawDoc]:
@@ -196,7 +205,7 @@ def _document(doc: RawDoc, rtype: str, block: bytes) -> Iterator[RawDoc]:
             yield wat
         return
     if not doc.url or not doc.record_id:
-        doc.drop_reason = "ingest.corrupt_record"
+        doc.drop_reason = CORRUPT
     elif rtype == "conversion":
         doc.text = block.decode("utf-8", errors="replace")
     else:
