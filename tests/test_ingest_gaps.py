@@ -281,3 +281,50 @@ def test_a_header_over_the_limit_is_one_row_at_its_offset(tmp_path):
     assert rows(tmp_path, A + long + B + C) == [("r1", 0, None), (None, len(A), CORRUPT), ("r2", len(A + long), None),
                                                  ("r3", len(A + long + B), None)]
     assert rows(tmp_path, gzip_member(A + long + B + C), "x.warc.wet.gz") == [("r1", None, None), (None, None, CORRUPT)]
+
+
+class StreamingFile:
+    """A file that cannot seek, as fsspec's HTTPStreamFile (a server that sends no Content-Length): seeking to
+    where it is is a no-op, anything else a ValueError."""
+
+    def __init__(self, path: str) -> None:
+        self.f = open(path, "rb")
+
+    def read(self, n: int = -1) -> bytes:
+        return self.f.read(n)
+
+    def tell(self) -> int:
+        return self.f.tell()
+
+    def seek(self, loc: int, whence: int = 0) -> int:
+        if (loc, whence) == (0, 1) or (loc == self.f.tell() and whence == 0):
+            return self.f.tell()
+        raise ValueError("Cannot seek streaming HTTP file")
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.f.close()
+
+
+@pytest.mark.parametrize("name", ["x.warc.wet", "x.warc.wet.gz", "x.warc.wet.zst"])
+def test_a_file_that_cannot_seek_is_read(tmp_path, monkeypatch, name):
+    """Remote files served without a length are read front to back: same rows, and a plain one still resyncs
+    after a broken record (reading up to it again)."""
+    from fastwarc.stream_io import ZstdWriter
+
+    import tokenmill.ingest.warc as warc
+
+    monkeypatch.setattr(warc, "_open", StreamingFile)
+    data = A + with_length(B, 9_999) + C + A
+    path = tmp_path / name
+    if name.endswith(".zst"):
+        w = ZstdWriter(str(path))
+        w.write(data)
+        w.close()
+    else:
+        path.write_bytes(gzip_member(data) if name.endswith(".gz") else data)
+    got = [(r.record_id, r.drop_reason) for r in iter_raw_docs(str(path), "wet", 1 << 20)]
+    assert got == ([("r1", None), (None, CORRUPT), ("r3", None), ("r1", None)] if name == "x.warc.wet" else
+                   [("r1", None), (None, "ingest.truncated_file")])

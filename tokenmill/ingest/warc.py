@@ -63,13 +63,17 @@ def _open(path: str):
     return fsspec.open(path, "rb", compression=None).open()
 
 
+STREAM_MAGIC = {b"\x28\xb5\x2f\xfd": "zstd", b"\x04\x22\x4d\x18": "lz4"}
+STREAM_READERS = {"gzip": GzipReader, "zstd": ZstdReader, "lz4": Lz4Reader}
+
+
 def probe(path: str) -> tuple[str, bool]:
     """(layout, file starts with a WARC record) from the first PROBE_BYTES. Layout: "members" (multi-member
-    gzip: one member per record, as Common Crawl writes), "stream" (single-stream gzip, zstd, lz4) or "plain"."""
+    gzip: one member per record, as Common Crawl writes), a single stream ("gzip", "zstd", "lz4") or "plain"."""
     with _open(path) as f:
         head = f.read(PROBE_BYTES)
-    if head[:4] in (b"\x28\xb5\x2f\xfd", b"\x04\x22\x4d\x18"):  # zstd, lz4: fastwarc reads them; not probed
-        return "stream", True
+    if head[:4] in STREAM_MAGIC:  # fastwarc's readers decompress them; not probed
+        return STREAM_MAGIC[head[:4]], True
     if head[:2] != b"\x1f\x8b":
         return "plain", head.lstrip()[:5] == b"WARC/"
     d = zlib.decompressobj(31)
@@ -79,7 +83,7 @@ def probe(path: str) -> tuple[str, bool]:
             d.decompress(d.unconsumed_tail)
     except zlib.error:
         return "members", False  # a corrupt first member: the member reader resyncs past it
-    return ("members" if d.eof and d.unused_data else "stream"), data.lstrip()[:5] == b"WARC/"
+    return ("members" if d.eof and d.unused_data else "gzip"), data.lstrip()[:5] == b"WARC/"
 
 
 def _wat(doc: RawDoc, block: bytes) -> RawDoc | None:
@@ -106,18 +110,19 @@ def iter_raw_docs(path: str, fmt: str, max_record_bytes: int) -> Iterator[RawDoc
     if layout == "members":
         yield from _from_members(path, fmt, max_record_bytes)
         return
-    yield from _from_file(path, fmt, max_record_bytes, layout == "plain")
+    yield from _from_file(path, fmt, max_record_bytes, layout)
 
 
-def _from_file(path: str, fmt: str, max_record_bytes: int, plain: bool):
+def _from_file(path: str, fmt: str, max_record_bytes: int, layout: str):
     """A plain file resyncs at the next record after a break; a compressed stream ends at its first break.
-    Decompressed here, not inside fastwarc, and read through a Window: what fastwarc skips can be looked at."""
-    start: int | None = 0
+    Decompressed here, not inside fastwarc, and read through a Window: what fastwarc skips can be looked at.
+    A file that cannot seek (served over HTTP with no length) is read front to back, and has no known size."""
+    plain, start = layout == "plain", 0
     while start is not None:
         with _open(path) as f:
-            size = f.seek(0, 2) if plain else None
-            f.seek(start)
-            stream = Window(f if plain else _decompressing(f), start)
+            size = _size(f) if plain else None
+            _seek(f, start)
+            stream = Window(f if plain else STREAM_READERS[layout](f), start)
             gaps = Gaps(stream, start, size)
             broke = yield from _from_records(stream, gaps, fmt, max_record_bytes, plain)
         if broke is None:
@@ -129,11 +134,22 @@ def _from_file(path: str, fmt: str, max_record_bytes: int, plain: bool):
         yield RawDoc(None, broke_at if plain else None, None, None, drop_reason=reason)
 
 
-def _decompressing(stream):
-    magic = stream.read(4)
-    stream.seek(0)
-    reader = {b"\x28\xb5\x2f\xfd": ZstdReader, b"\x04\x22\x4d\x18": Lz4Reader}.get(magic, GzipReader)
-    return reader(stream)
+def _size(f) -> int | None:
+    try:
+        size = f.seek(0, 2)
+        f.seek(0)
+    except (ValueError, OSError):  # fsspec's HTTPStreamFile: "Cannot seek streaming HTTP file"
+        return None
+    return size
+
+
+def _seek(f, pos: int) -> None:
+    """Seek a freshly opened file to `pos`; one that cannot seek is read up to it."""
+    try:
+        f.seek(pos)
+    except (ValueError, OSError):
+        while pos > f.tell() and f.read(min(pos - f.tell(), 1 << 20)):
+            pass
 
 
 def _from_members(path: str, fmt: str, max_record_bytes: int) -> Iterator[RawDoc]:
@@ -275,13 +291,14 @@ def _next_member(path: str, pos: int) -> int | None:
 def _next_plain_record(path: str, pos: int) -> int | None:
     """Offset of the next line starting "WARC/1." at or after `pos` in an uncompressed file; None if none."""
     with _open(path) as f:
-        base = max(pos - 1, 0)
+        base, tail = max(pos - 1, 0), b""
+        _seek(f, base)
         while True:
-            f.seek(base)
-            chunk = f.read(1 << 20)
+            chunk = tail + f.read(1 << 20)
             at = chunk.find(b"\nWARC/1.")
             if at >= 0:
                 return base + at + 1
-            if len(chunk) < 1 << 20:
+            if len(chunk) <= len(tail):
                 return None
-            base += len(chunk) - 8  # overlap: a marker split across chunks is still found
+            tail = chunk[-7:]  # a marker split across two reads is still found
+            base += len(chunk) - len(tail)
