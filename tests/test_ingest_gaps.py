@@ -214,14 +214,23 @@ def test_clipped_zstd_keeps_every_record_fastwarc_reads_itself(small_crawl, tmp_
                          ids=["zeroed block", "blank run"])
 def test_a_long_gap_is_judged_without_holding_it(tmp_path, monkeypatch, filler, reason):
     """A Window lets go of a long gap past WINDOW_MAX (a zeroed disk block, here 300 KB over a 64 KB cap) and
-    remembers only whether it held anything."""
+    remembers only whether it held anything: it never holds more than WINDOW_MAX."""
     import tokenmill.ingest.warcgaps as warcgaps
 
     monkeypatch.setattr(warcgaps, "WINDOW_MAX", 1 << 16)
     monkeypatch.setattr(warcgaps, "WINDOW_TAIL", 1 << 15)
+    held, read = [], warcgaps.Window.read
+
+    def read_and_note(self, n=-1):
+        chunk = read(self, n)
+        held.append(len(self.buf))
+        return chunk
+
+    monkeypatch.setattr(warcgaps.Window, "read", read_and_note)
     got = rows(tmp_path, A + filler + B + C)
     assert [reason for _, _, reason in got] == [None, *reason, None, None]
     assert got[1][1] == (len(A) if reason else len(A + filler))
+    assert len(held) > 10 and max(held) <= 1 << 16  # the filler alone is 300 KB
 
 
 def with_length(rec: bytes, n: int) -> bytes:
