@@ -337,3 +337,28 @@ def test_a_file_that_cannot_seek_is_read(tmp_path, monkeypatch, name):
     got = [(r.record_id, r.drop_reason) for r in iter_raw_docs(str(path), "wet", 1 << 20)]
     assert got == ([("r1", None), (None, CORRUPT), ("r3", None), ("r1", None)] if name == "x.warc.wet" else
                    [("r1", None), (None, "ingest.truncated_file")])
+
+
+def test_gap_rows_that_share_an_offset_get_distinct_ids(tmp_path):
+    """Rows without a record id hash (path, offset, reason); a second such row adds its ordinal in the file.
+    Here: two gap rows in a single stream (offset null), and a gap and a short record in one gzip member.
+    Read in batches of 2, across which the ordinal still counts; records keep their ids."""
+    import xxhash
+
+    from tokenmill.config import InputSpec
+    from tokenmill.ingest import read_documents
+
+    junk = b"junk\r\n"
+    stream = tmp_path / "stream.warc.wet.gz"
+    stream.write_bytes(gzip_member(A + junk + B + junk + C))
+    data, at = members([A, junk + B[:-30], C])
+    member = tmp_path / "members.warc.wet.gz"
+    member.write_bytes(data)
+    for path, reasons, offsets in ((stream, [None, CORRUPT, None, CORRUPT, None], [None] * 5),
+                                   (member, [None, CORRUPT, CORRUPT, None], [at[0], at[1], at[1], at[2]])):
+        spec = InputSpec(paths=[str(path)], min_text_chars=0)
+        got = [r for t in read_documents(spec, str(path), 2) for r in t.to_pylist()]
+        assert [(r["drop_reason"], r["warc_offset"]) for r in got] == list(zip(reasons, offsets, strict=True))
+        assert len({r["id"] for r in got}) == len(got)
+        assert all(r["id"] == xxhash.xxh3_128_hexdigest(f"cc\x00{r['warc_record_id']}".encode())
+                   for r in got if r["warc_record_id"])

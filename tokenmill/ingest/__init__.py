@@ -6,12 +6,15 @@
 Every document candidate becomes exactly one row: kept (drop_reason null) or dropped with an `ingest.*` reason
 and empty text (see `warc.py` for which records are documents, `extract.py` for HTML → text and the time cap,
 `tables.py` for Parquet/JSONL). Row ids: hex xxh3-128 of f"{source}\\x00{WARC-Record-ID}", stable across runs;
-rows without a record id (a truncated file, leading garbage) hash (source, path, offset, reason) instead.
+rows without a record id (a truncated file, leading garbage) hash (source, path, offset, reason) instead; where
+several share those (gap rows in a single stream, whose offsets are null; a gap and a broken record in one gzip
+member), the second and later add their ordinal among them.
 The synthetic crawl for tests and demos is `generate.py`.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
 
 import pyarrow as pa
@@ -43,17 +46,18 @@ def read_documents(spec: InputSpec, path: str, batch_size: int) -> Iterator[pa.T
     opts = ExtractOptions(spec.extractor, spec.main_content)
     extractor = shared_extractor(opts, spec.extract_timeout_s)
     prev: list[RawDoc] | None = None
+    seen: Counter[str] = Counter()  # rows without a record id so far in this file, by key
     try:
         for batch in _batches(iter_raw_docs(path, fmt, spec.max_record_bytes), batch_size):
             # the child extracts `prev` while this generator parsed `batch` (and the consumer used the last table)
-            table = _finish(prev, extractor.collect(), spec, path) if prev is not None else None
+            table = _finish(prev, extractor.collect(), spec, path, seen) if prev is not None else None
             extractor.submit([(d.body, d.charset) for d in batch if d.body is not None and d.drop_reason is None])
             prev = batch
             if table is not None:
                 yield table
         if prev is not None:
             batch, prev = prev, None
-            yield _finish(batch, extractor.collect(), spec, path)
+            yield _finish(batch, extractor.collect(), spec, path, seen)
     finally:
         extractor.abandon()  # no-op unless the reader stopped (or failed) with a batch in flight
 
@@ -69,12 +73,13 @@ def _batches(docs: Iterator[RawDoc], size: int) -> Iterator[list[RawDoc]]:
         yield batch
 
 
-def _finish(docs: list[RawDoc], results: list[tuple[str, str | None]], spec: InputSpec, path: str) -> pa.Table:
+def _finish(docs: list[RawDoc], results: list[tuple[str, str | None]], spec: InputSpec, path: str,
+            seen: Counter[str]) -> pa.Table:
     """The batch's table, with the extraction `results` of its HTML pages filled in."""
     pending = [d for d in docs if d.body is not None and d.drop_reason is None]
     for d, (text, reason) in zip(pending, results, strict=True):
         d.text, d.drop_reason, d.body = text, reason, None
-    keys = [d.record_id or f"{path}\x00{d.offset}\x00{d.drop_reason}" for d in docs]
+    keys = [d.record_id or _keyless(f"{path}\x00{d.offset}\x00{d.drop_reason}", seen) for d in docs]
     n = len(docs)
     table = pa.table({
         "id": pa.array([xxhash.xxh3_128_hexdigest(f"{spec.source}\x00{k}".encode()) for k in keys], pa.string()),
@@ -90,6 +95,13 @@ def _finish(docs: list[RawDoc], results: list[tuple[str, str | None]], spec: Inp
         "drop_reason": pa.array([d.drop_reason for d in docs], pa.string()),
     }, schema=DOC_SCHEMA)
     return apply_text_limits(table, spec)
+
+
+def _keyless(key: str, seen: Counter[str]) -> str:
+    """The id key of a row without a record id: `key`, then `key` and its ordinal for a second one and later."""
+    n = seen[key]
+    seen[key] = n + 1
+    return f"{key}\x00{n}" if n else key
 
 
 def apply_text_limits(table: pa.Table, spec: InputSpec) -> pa.Table:
