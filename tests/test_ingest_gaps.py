@@ -362,3 +362,15 @@ def test_gap_rows_that_share_an_offset_get_distinct_ids(tmp_path):
         assert len({r["id"] for r in got}) == len(got)
         assert all(r["id"] == xxhash.xxh3_128_hexdigest(f"cc\x00{r['warc_record_id']}".encode())
                    for r in got if r["warc_record_id"])
+
+
+def test_a_corrupt_member_in_a_file_that_cannot_seek_is_passed(tmp_path, monkeypatch):
+    """Multi-member gzip served without a length: the next member is found reading front to back."""
+    import tokenmill.ingest.warc as warc
+
+    monkeypatch.setattr(warc, "_open", StreamingFile)
+    data, at = members([A, B, C])
+    broken = bytearray(data)
+    broken[at[1] + 20] ^= 0xFF
+    assert rows(tmp_path, bytes(broken), "x.warc.wet.gz") == [("r1", 0, None), (None, at[1], CORRUPT),
+                                                               ("r3", at[2], None)]

@@ -42,6 +42,7 @@ PROBE_BYTES = 1 << 18  # to tell multi-member from single-stream gzip: does the 
 GZIP_MAGIC = b"\x1f\x8b\x08"  # gzip header: magic and the deflate method
 TRUNCATED, CORRUPT = "ingest.truncated_file", "ingest.corrupt_record"
 MEMBER_CHUNK = 1 << 16  # bytes read at a time when splitting gzip members (small: unused_data is copied per member)
+MEMBER_PEEK = 1 << 16  # compressed bytes enough to see whether a gzip member starts with "WARC/"
 MEMBER_HEAD_SLACK = MAX_HEADER_LEN + (1 << 16)  # kept past max_record_bytes: a too-large record's WARC, HTTP heads
 
 
@@ -232,60 +233,67 @@ def _document(doc: RawDoc, rtype: str, block: bytes) -> Iterator[RawDoc]:
 def _gzip_members(path: str, keep: int) -> Iterator[tuple[int, bytes | None, str]]:
     """(offset, decompressed bytes, "ok") per gzip member; (offset, None, "corrupt" | "truncated") for a member
     that does not inflate or is cut off. Only the first `keep` bytes of a member are kept (a too-large record
-    needs its headers only). Reads MEMBER_CHUNK at a time: memory stays bounded."""
-    with _open(path) as f:
-        fpos, buf = 0, f.read(MEMBER_CHUNK)
-        while buf:
-            start, d, parts, kept = fpos, zlib.decompressobj(31), [], 0
-            try:
-                while True:
-                    out = d.decompress(buf)
-                    if kept < keep:
-                        parts.append(out)
-                        kept += len(out)
-                    if d.eof:
-                        break
-                    fpos, buf = fpos + len(buf), f.read(MEMBER_CHUNK)
-                    if not buf:
-                        yield start, None, "truncated"
-                        return
-            except zlib.error:
-                yield start, None, "corrupt"
-                nxt = _next_member(path, start + 1)
-                if nxt is None:
-                    return
-                f.seek(nxt)
-                fpos, buf = nxt, f.read(MEMBER_CHUNK)
-                continue
-            fpos += len(buf) - len(d.unused_data)
-            buf = d.unused_data or f.read(MEMBER_CHUNK)
-            yield start, b"".join(parts), "ok"
+    needs its headers only). Reads MEMBER_CHUNK at a time: memory stays bounded. After a corrupt member the
+    file is opened again at the next one (read up to it if it cannot seek)."""
+    at: int | None = 0
+    while at is not None:
+        with _open(path) as f:
+            _seek(f, at)
+            at = yield from _members_from(path, f, at, keep)
 
 
-def _starts_warc(f, offset: int) -> bool:
-    f.seek(offset)
+def _members_from(path: str, f, fpos: int, keep: int):
+    """The members of `f`, which is at `fpos`, as _gzip_members; after a corrupt one, return where to resume."""
+    buf = f.read(MEMBER_CHUNK)
+    while buf:
+        start, d, parts, kept = fpos, zlib.decompressobj(31), [], 0
+        try:
+            while True:
+                out = d.decompress(buf)
+                if kept < keep:
+                    parts.append(out)
+                    kept += len(out)
+                if d.eof:
+                    break
+                fpos, buf = fpos + len(buf), f.read(MEMBER_CHUNK)
+                if not buf:
+                    yield start, None, "truncated"
+                    return None
+        except zlib.error:
+            yield start, None, "corrupt"
+            return _next_member(path, start + 1)
+        fpos += len(buf) - len(d.unused_data)
+        buf = d.unused_data or f.read(MEMBER_CHUNK)
+        yield start, b"".join(parts), "ok"
+    return None
+
+
+def _starts_warc(data: bytes) -> bool:
     try:
-        head = zlib.decompressobj(31).decompress(f.read(1 << 16), 16)
+        head = zlib.decompressobj(31).decompress(data, 16)
     except zlib.error:
         return False
     return head.lstrip().startswith(b"WARC/")
 
 
 def _next_member(path: str, pos: int) -> int | None:
-    """Offset of the first gzip member at or after `pos` that starts a WARC record; None if there is none."""
-    with _open(path) as f, _open(path) as check:
-        base = pos
+    """Offset of the first gzip member at or after `pos` that starts a WARC record; None if there is none.
+    Reads front to back (a file that cannot seek is read up to `pos`)."""
+    with _open(path) as f:
+        _seek(f, pos)
+        base, buf = pos, b""
         while True:
-            f.seek(base)
-            chunk = f.read(1 << 20)
-            at = chunk.find(GZIP_MAGIC)
-            while at >= 0:
-                if _starts_warc(check, base + at):
+            more = f.read(1 << 20)
+            buf += more
+            at = buf.find(GZIP_MAGIC)
+            while at >= 0 and (not more or at + MEMBER_PEEK <= len(buf)):  # enough of it read to look
+                if _starts_warc(buf[at:at + MEMBER_PEEK]):
                     return base + at
-                at = chunk.find(GZIP_MAGIC, at + 1)
-            if len(chunk) < 1 << 20:
+                at = buf.find(GZIP_MAGIC, at + 1)
+            if not more:
                 return None
-            base += len(chunk) - len(GZIP_MAGIC) + 1  # overlap: a magic split across chunks is still found
+            cut = at if at >= 0 else max(len(buf) - len(GZIP_MAGIC) + 1, 0)  # a magic split across reads is found
+            base, buf = base + cut, buf[cut:]
 
 
 def _next_plain_record(path: str, pos: int) -> int | None:
