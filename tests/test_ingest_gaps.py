@@ -374,3 +374,17 @@ def test_a_corrupt_member_in_a_file_that_cannot_seek_is_passed(tmp_path, monkeyp
     broken[at[1] + 20] ^= 0xFF
     assert rows(tmp_path, bytes(broken), "x.warc.wet.gz") == [("r1", 0, None), (None, at[1], CORRUPT),
                                                                ("r3", at[2], None)]
+
+
+@pytest.mark.parametrize("field", [b"WARC-Type: conversion\r\n", b"Content-Length: 60\r\n"], ids=["type", "length"])
+@pytest.mark.parametrize("name", ["x.warc.wet", "x.warc.wet.gz"])
+def test_a_whole_header_missing_its_type_or_length_is_one_row(tmp_path, field, name):
+    """Not a header cut short (its blank line is there): one corrupt row, and the records after it are read,
+    in a single stream too (they were lost under an ingest.truncated_file row)."""
+    assert field in B
+    b = B.replace(field, b"")
+    data = A + b + C
+    got = rows(tmp_path, gzip_member(data) if name.endswith(".gz") else data, name)
+    plain = name == "x.warc.wet"
+    assert got == [("r1", 0 if plain else None, None), ("r2", len(A) if plain else None, CORRUPT),
+                   ("r3", len(A + b) if plain else None, None)]

@@ -7,8 +7,9 @@ the `metadata` record of each response (WAT holds no page text: it becomes a row
 
 A document that cannot be read is a row with `text = ""` and a `drop_reason`: `ingest.too_large` (payload over
 `max_record_bytes`, not read), `ingest.http_error` (status not 2xx), `ingest.not_html`, `ingest.corrupt_record`
-(no URL, unreadable HTTP head or content encoding, bytes before the first record or between two, a gzip member
-that does not inflate). A file that ends inside a record (clipped gzip, short body) yields its good records, then one
+(no URL, unreadable HTTP head or content encoding, a whole WARC header without WARC-Type or Content-Length,
+bytes before the first record or between two, a gzip member that does not inflate, a header over 256 KB). A
+file that ends inside a record (clipped gzip, short body) yields its good records, then one
 `ingest.truncated_file` row at the offset of the broken record. Multi-member gzip is split into members here and
 fastwarc (quirks mode: LF-only headers, bad dates, as in ClueWeb09) parses each member's record: fed the whole
 stream, fastwarc skips a corrupt member without a word (found by flipping bytes: 25 of 100 pages vanished).
@@ -181,11 +182,17 @@ def _from_records(stream, gaps: Gaps, fmt: str, max_record_bytes: int, addressab
                 yield _gap_row(at, addressable, member_offset)
             h = rec.headers
             rtype = h.get("WARC-Type")
-            if rtype is None or "Content-Length" not in h:  # a header cut short
-                return pos, TRUNCATED
-            is_doc = rtype in ("response", "conversion") or (rtype == "metadata" and fmt == "wat")
             doc = RawDoc(h.get("WARC-Target-URI"), pos if addressable else None, h.get("WARC-Record-ID"),
                          h.get("WARC-Date"))
+            if rtype is None or "Content-Length" not in h:
+                if gaps.end < 0:  # a header cut short (no blank line ends it): the data ends inside it
+                    return pos, TRUNCATED
+                if "Content-Length" not in h:
+                    gaps.end = -1  # its body, of unknown length, is not a gap
+                doc.drop_reason = CORRUPT  # a whole header without its type or length: the next record is read
+                yield doc
+                continue
+            is_doc = rtype in ("response", "conversion") or (rtype == "metadata" and fmt == "wat")
             if rec.content_length > max_record_bytes:
                 if gaps.past_end(rec):  # unread, it would swallow the rest of the file
                     return pos, TRUNCATED
