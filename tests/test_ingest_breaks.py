@@ -29,21 +29,25 @@ def test_a_too_large_record_ending_just_past_the_end_is_caught(tmp_path):
 
 @pytest.mark.parametrize("compress", ["gzip", "zstd"])
 @pytest.mark.parametrize("past", [10, 10_000])
-def test_a_too_large_record_past_the_end_of_a_stream_is_a_truncated_file(tmp_path, compress, past):
-    """A single stream's size is not known, so fastwarc skips the unread record to the end: the records it
-    swallowed are one ingest.truncated_file row (the file ends inside that record), not nothing."""
+def test_a_too_large_record_past_the_end_of_a_stream_is_read_past(tmp_path, compress, past):
+    """A single stream's size is not known, so fastwarc skips the unread record to the end, and the records
+    it swallowed vanished: the stream is read again up to the next record. With none, the file ends inside it:
+    one ingest.truncated_file row."""
     from fastwarc.stream_io import ZstdWriter
 
-    data = A + with_length(B, len(B + C) + past) + C
-    path = tmp_path / ("x.warc.wet." + ("gz" if compress == "gzip" else "zst"))
-    if compress == "gzip":
-        path.write_bytes(gzip_member(data))
-    else:
-        w = ZstdWriter(str(path))
-        w.write(data)
-        w.close()
-    got = [(r.record_id, r.drop_reason) for r in iter_raw_docs(str(path), "wet", 100)]
-    assert got == [("r1", None), ("r2", "ingest.too_large"), (None, "ingest.truncated_file")]
+    def read(data: bytes) -> list[tuple[str | None, str | None]]:
+        path = tmp_path / ("x.warc.wet." + ("gz" if compress == "gzip" else "zst"))
+        if compress == "gzip":
+            path.write_bytes(gzip_member(data))
+        else:
+            w = ZstdWriter(str(path))
+            w.write(data)
+            w.close()
+        return [(r.record_id, r.drop_reason) for r in iter_raw_docs(str(path), "wet", 100)]
+
+    too_large = ("r2", "ingest.too_large")
+    assert read(A + with_length(B, len(B + C) + past) + C) == [("r1", None), too_large, ("r3", None)]
+    assert read(A + with_length(B, len(B) + past)) == [("r1", None), too_large, (None, "ingest.truncated_file")]
 
 
 def long_header(url_chars: int) -> bytes:
@@ -61,13 +65,14 @@ def test_a_40kb_header_is_read(tmp_path, name):
 
 def test_a_header_over_the_limit_is_one_row_at_its_offset(tmp_path):
     """Plain: the row is at the refused record (it was at the one before, and the record counted twice), and
-    reading resumes after it. Single stream: nothing can be read after it, but the row says what happened."""
+    reading resumes after it. In a single stream too (decompressed again up to the next record)."""
     from tokenmill.ingest.warcgaps import MAX_HEADER_LEN
 
     long = long_header(MAX_HEADER_LEN + 1000)
     assert rows(tmp_path, A + long + B + C) == [("r1", 0, None), (None, len(A), CORRUPT), ("r2", len(A + long), None),
                                                  ("r3", len(A + long + B), None)]
-    assert rows(tmp_path, gzip_member(A + long + B + C), "x.warc.wet.gz") == [("r1", None, None), (None, None, CORRUPT)]
+    assert rows(tmp_path, gzip_member(A + long + B + C), "x.warc.wet.gz") == [("r1", None, None), (None, None, CORRUPT),
+                                                                            ("r2", None, None), ("r3", None, None)]
 
 
 class StreamingFile:

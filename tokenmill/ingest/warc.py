@@ -106,8 +106,9 @@ def iter_raw_docs(path: str, fmt: str, max_record_bytes: int) -> Iterator[RawDoc
     Multi-member gzip is split into members here (fastwarc would skip a corrupt member silently): a corrupt
     member is one `ingest.corrupt_record` row and reading resumes at the next member that starts a WARC record;
     a clipped last member is one `ingest.truncated_file` row. An uncompressed file resyncs at the next line
-    starting "WARC/1."; in a single-stream gzip/zstd/lz4 file the first break ends the file. A record fastwarc
-    skips without a word (mangled version line) is one `ingest.corrupt_record` row per gap of non-blank bytes."""
+    starting "WARC/1."; so does a single-stream gzip/zstd/lz4 file after a record fastwarc refuses or skips to
+    the end, but where its data ends or breaks, it ends. A record fastwarc skips without a word (mangled version
+    line) is one `ingest.corrupt_record` row per gap of non-blank bytes."""
     layout, _ = probe(path)  # bytes before the first record are a gap like any other (below)
     if layout == "members":
         yield from _from_members(path, fmt, max_record_bytes)
@@ -116,24 +117,38 @@ def iter_raw_docs(path: str, fmt: str, max_record_bytes: int) -> Iterator[RawDoc
 
 
 def _from_file(path: str, fmt: str, max_record_bytes: int, layout: str):
-    """A plain file resyncs at the next record after a break; a compressed stream ends at its first break.
-    Decompressed here, not inside fastwarc, and read through a Window: what fastwarc skips can be looked at.
-    A file that cannot seek (served over HTTP with no length) is read front to back, and has no known size."""
+    """A plain file resyncs at the next record after a break. A compressed stream is decompressed again up to
+    the next record after one that fastwarc refused or that ran past the end unread; where its data ends or
+    breaks, it ends. Decompressed here, not inside fastwarc, and read through a Window: what fastwarc skips can
+    be looked at. A file that cannot seek (served over HTTP with no length) is read front to back, size unknown."""
     plain, start = layout == "plain", 0
     while start is not None:
         with _open(path) as f:
             size = _size(f) if plain else None
-            _seek(f, start)
-            stream = Window(f if plain else STREAM_READERS[layout](f), start)
+            stream = Window(_data(f, layout, start), start)
             gaps = Gaps(stream, start, size)
             broke = yield from _from_records(stream, gaps, fmt, max_record_bytes, plain)
         if broke is None:
             return
         broke_at, reason = broke
-        start = _next_plain_record(path, broke_at + 1) if plain else None
-        if start is not None:
+        start = _next_record(path, layout, broke_at + 1) if plain or reason != TRUNCATED else None
+        if reason is None:  # the record has its row (too_large): one more only if the file ends inside it
+            reason = None if start is not None else TRUNCATED
+        elif start is not None:
             reason = CORRUPT
-        yield RawDoc(None, broke_at if plain else None, None, None, drop_reason=reason)
+        if reason is not None:
+            yield RawDoc(None, broke_at if plain else None, None, None, drop_reason=reason)
+
+
+def _data(f, layout: str, pos: int):
+    """The file's data (decompressed, for a stream) from offset `pos` in it on."""
+    if layout == "plain":
+        _seek(f, pos)
+        return f
+    reader = STREAM_READERS[layout](f)
+    while pos > 0 and (chunk := reader.read(min(pos, 1 << 20))):
+        pos -= len(chunk)
+    return reader
 
 
 def _size(f) -> int | None:
@@ -210,8 +225,8 @@ def _from_records(stream, gaps: Gaps, fmt: str, max_record_bytes: int, addressab
             return pos, TRUNCATED
         at = gaps.skipped()  # fastwarc refused the record after the last one (pos is that one's)
         return (pos if at is None else at), CORRUPT
-    if gaps.window is not None and gaps.end > stream.tell():  # a record, unread, said it ran past the end
-        return pos, TRUNCATED
+    if gaps.window is not None and gaps.end > stream.tell():  # a record, unread (too_large), ran past the end
+        return pos, None
     if (at := gaps.skipped()) is not None:
         yield _gap_row(at, addressable, member_offset)
     return None
@@ -303,17 +318,21 @@ def _next_member(path: str, pos: int) -> int | None:
             base, buf = base + cut, buf[cut:]
 
 
-def _next_plain_record(path: str, pos: int) -> int | None:
-    """Offset of the next line starting "WARC/1." at or after `pos` in an uncompressed file; None if none."""
+def _next_record(path: str, layout: str, pos: int) -> int | None:
+    """Offset of the next line starting "WARC/1." at or after `pos` in the file's data; None if none (or if a
+    stream breaks before one)."""
     with _open(path) as f:
         base, tail = max(pos - 1, 0), b""
-        _seek(f, base)
-        while True:
-            chunk = tail + f.read(1 << 20)
-            at = chunk.find(b"\nWARC/1.")
-            if at >= 0:
-                return base + at + 1
-            if len(chunk) <= len(tail):
-                return None
-            tail = chunk[-7:]  # a marker split across two reads is still found
-            base += len(chunk) - len(tail)
+        try:
+            data = _data(f, layout, base)
+            while True:
+                chunk = tail + data.read(1 << 20)
+                at = chunk.find(b"\nWARC/1.")
+                if at >= 0:
+                    return base + at + 1
+                if len(chunk) <= len(tail):
+                    return None
+                tail = chunk[-7:]  # a marker split across two reads is still found
+                base += len(chunk) - len(tail)
+        except (OSError, ValueError, EOFError, zlib.error):
+            return None
