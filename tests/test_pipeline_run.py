@@ -67,6 +67,21 @@ def test_changed_config_on_same_output_is_refused(clean_run, small_crawl, tmp_pa
         run_job(other, progress=False)
 
 
+def test_output_of_an_older_work_format_is_refused(clean_run, tmp_path):
+    job, first = clean_run
+    manifest = first.output / "job.json"
+    saved = manifest.read_text()
+    old = json.loads(saved)
+    del old["identity"]["work_format"]  # as tokenmill wrote it before the format was recorded
+    old["tokenmill_version"] = "0.0.9"
+    try:
+        manifest.write_text(json.dumps(old))
+        with pytest.raises(ConfigError, match=r"written by tokenmill 0.0.9, whose intermediate files \(work format 1\)"):
+            run_job(job, progress=False)
+    finally:
+        manifest.write_text(saved)
+
+
 def test_report_has_the_funnel(clean_run):
     _, result = clean_run
     page = result.report.read_text()

@@ -17,11 +17,14 @@ from tokenmill.config import ConfigError, PipelineJob
 from tokenmill.io import atomic_write_json, read_json
 
 OUTPUT_AFFECTING = ("inputs", "batch_size", "rejected", "stages", "tokenize")
+# The layout of a run's intermediate files (global stages' work folders, done-markers). A run is resumed only by
+# code that reads the same layout. 2: dedup and decontamination decisions keyed by (shard, row), not by id.
+WORK_FORMAT = 2
 
 
 def job_identity(job: PipelineJob) -> dict[str, Any]:
     dump = job.model_dump(mode="json")
-    return {k: dump[k] for k in OUTPUT_AFFECTING}
+    return {"work_format": WORK_FORMAT} | {k: dump[k] for k in OUTPUT_AFFECTING}
 
 
 def fingerprint(identity: dict[str, Any]) -> str:
@@ -44,6 +47,13 @@ def claim_output(out: Path, job: PipelineJob, spec_path: str, shards: list[dict]
     manifest = out / "job.json"
     if manifest.exists():
         old = read_json(manifest)
+        old_format = old.get("identity", {}).get("work_format", 1)
+        if old_format != WORK_FORMAT:
+            raise ConfigError(
+                f"{spec_path}: output {out} was written by tokenmill {old.get('tokenmill_version', '?')}, whose "
+                f"intermediate files (work format {old_format}) this version ({__version__}, format {WORK_FORMAT}) "
+                "cannot resume. Use a new output folder, or delete this one to start over."
+            )
         if old.get("fingerprint") != fp:
             changed = _changed_keys(old.get("identity", {}), identity)
             raise ConfigError(
