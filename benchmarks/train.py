@@ -16,9 +16,10 @@ Ours runs its float32 CPU linears on oneDNN (`tokenmill/train/linear.py`: PyTorc
 this AMD core's AVX-512 peak); fp32 also times ours with `set_cpu_backend("aten")`, the same GEMM library as HF, so
 the ratio from the model alone and the ratio with the kernel choice are both reported.
 
-`--profile` adds one profiled fp32 step of each: matmul GFLOP from the linear shapes and the self-time shares of
-matmuls and attention. Measured before the oneDNN linears: both do 174.8 GFLOP of matmuls per step, ours at the
-BLAS's ~92 GFLOPS; with the model's other work alone trimmed, the same-BLAS ceiling was ~1.4-1.5x.
+`--profile` adds one profiled fp32 step of each (matmul GFLOP from the linear shapes and the self-time shares of
+matmuls and attention) and `kernel_rates`: one dense-layer linear on each GEMM and one AdamW step, default vs
+fused. Both models do 174.8 GFLOP of matmuls per step; on the default GEMM both run them at ~92-96 GFLOPS, and
+with the model's other work alone trimmed the same-GEMM ceiling was ~1.4-1.5x.
 
     python -m benchmarks.train [--scale 2] [--layers 8] [--seq 1024] [--threads 1] [--profile]
 """
@@ -33,7 +34,7 @@ import torch.nn.functional as F
 
 from benchmarks.common import alternate, write_result
 from tokenmill.train.model import Transformer, model_args
-from tokenmill.train.linear import set_cpu_backend
+from tokenmill.train.linear import linear, set_cpu_backend
 from tokenmill.train.model_hf import hf_config, to_hf_state_dict
 
 
@@ -115,6 +116,39 @@ def op_shares(fn) -> dict:
             "attention_share": round(attn_s / total_s, 3), "mm_gflops_in_profile": round(mm_flop / mm_s / 1e3, 1)}
 
 
+def kernel_rates(model, tokens: int) -> dict:
+    """The two kernel choices behind the fp32 ratio, measured alone: a dense-layer linear (x [tokens, dim] @ W^T,
+    W [inter_dim, dim]) forward and forward+backward on oneDNN vs PyTorch's default GEMM, and one AdamW step over
+    `model`'s parameters, per-tensor default vs fused."""
+    a = model.args
+    x = torch.randn(tokens, a.dim, requires_grad=True)
+    w = torch.randn(a.inter_dim, a.dim, requires_grad=True)
+    flop = 2 * tokens * a.dim * a.inter_dim
+
+    def run(backend: str, backward: bool):
+        def fn():
+            set_cpu_backend(backend)
+            try:
+                y = linear(x, w)
+                if backward:
+                    y.sum().backward()
+            finally:
+                set_cpu_backend("onednn")
+        return fn
+
+    fns = {f"{b}_{kind}": run(b, kind == "fwd_bwd") for b in ("aten", "onednn") for kind in ("fwd", "fwd_bwd")}
+    best = alternate(fns, repeats=5, warmup=2)
+    out = {f"linear_{name}_gflops": round(flop * (3 if "bwd" in name else 1) / best[name] / 1e9, 1) for name in best}
+    for p in model.parameters():
+        p.grad = torch.randn_like(p)
+    opts = {f"adamw_{k}": torch.optim.AdamW(model.parameters(), lr=1e-4, fused=v) for k, v in
+            (("default", None), ("fused", True))}
+    best = alternate({k: o.step for k, o in opts.items()}, repeats=5, warmup=1)
+    out.update({f"{k}_ms": round(1e3 * v, 1) for k, v in best.items()})
+    model.zero_grad(set_to_none=True)
+    return out
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--scale", type=int, default=1, help="batch multiplier (batch = 2 x scale)")
@@ -153,6 +187,7 @@ def main() -> None:
         if precision == "fp32" and a.profile:
             for name, fn in fns.items():
                 metrics[f"fp32_{name}_profile"] = op_shares(fn)
+            metrics["fp32_kernels"] = kernel_rates(ours, tokens)
     counts = ours.num_params()
     metrics.update({"params_total": counts["total"], "params_activated": counts["activated"],
                     "transformers_version": transformers.__version__, "torch_version": torch.__version__})

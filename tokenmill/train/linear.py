@@ -1,11 +1,11 @@
 """`Linear`: nn.Linear whose float32 CPU matmuls run on oneDNN instead of the BLAS behind `aten::mm`.
 
 PyTorch's CPU wheels send float32 `mm`/`addmm` to MKL's sgemm, which on AMD EPYC takes a code path far below the
-core's AVX-512 peak; oneDNN (also bundled in the wheel) does not. One core of this machine (Zen, AVX-512),
-[2048 x 512] @ [512 x 1536]: MKL ~100 GFLOPS, oneDNN ~220 forward, ~180-220 for both backward matmuls. Same float32
-math in both (no reduced-precision mode: PyTorch's default `torch.backends.mkldnn.matmul.fp32_precision` is kept);
-the sums only associate differently (max abs diff ~1e-4 on outputs of size ~20; logits parity with transformers
-stays ~1e-6, tests/test_model_parity.py).
+core's AVX-512 peak; oneDNN (also bundled in the wheel) does not. One core of this machine (Zen, AVX-512), a
+dense-layer linear [2048 x 512] @ [512 x 1536]^T (`python -m benchmarks.train --profile`, `fp32_kernels`): MKL 108
+GFLOPS forward, 107 forward+backward; oneDNN 240 and 214. Same float32 math in both (no reduced-precision mode:
+PyTorch's default `torch.backends.mkldnn.matmul.fp32_precision` is kept); the sums only associate differently (max
+abs diff ~1e-4 on outputs of size ~20; logits parity with transformers stays ~5e-7, tests/test_model_parity.py).
 
 The forward and both backward matmuls (dX = dY W, dW = dY^T X) go through `torch.ops.mkldnn._linear_pointwise`,
 the op PyTorch's own inductor emits for CPU linears. Everything else takes plain `F.linear`: CUDA, other dtypes,
@@ -52,7 +52,7 @@ class _OneDnnLinear(torch.autograd.Function):
         g_NM = g_NM.contiguous()
         dx_ND = _mm_t(g_NM, w_MD.t()) if ctx.needs_input_grad[0] else None
         # dW^T = X^T dY with dY^T as oneDNN's "weight": dY^T as its input would be copied to contiguous first
-        # (a [2048 x 8192] logits gradient: 119 ms vs 90 ms for the output head's dW, transpose copy included)
+        # (the output head's dW from a [2048 x 8192] logits gradient, timed once: 119 ms vs 90 ms with the copy)
         dw_MD = _mm_t(x_ND.t(), g_NM.t()).t().contiguous() if ctx.needs_input_grad[1] else None
         return dx_ND, dw_MD
 
