@@ -34,7 +34,10 @@ def _loopback_only():
 
 
 def init_ray(address: str | None = None, num_cpus: int | None = None) -> dict:
-    """Idempotent. Returns a small description: {"mode": "embedded"|"cluster", "address": ..., "cpus": ...}."""
+    """Idempotent. Embedded unless an address is given (argument or $RAY_ADDRESS): a local cluster started
+    with `ray start`, or the stale `/tmp/ray/ray_current_cluster` a killed one leaves, is never joined by accident.
+
+    Returns a small description: {"mode": "embedded"|"cluster", "address": ..., "cpus": ...}."""
     address = address or os.environ.get("RAY_ADDRESS") or None
     if not ray.is_initialized():
         common = dict(ignore_reinit_error=True, logging_level=logging.WARNING, log_to_driver=True)
@@ -44,6 +47,7 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> dict:
             os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
             with _loopback_only():
                 ray.init(
+                    address="local",  # a new embedded Ray even when `ray start` (or a stale record of one) is here
                     num_cpus=num_cpus,
                     include_dashboard=False,
                     object_store_memory=EMBEDDED_OBJECT_STORE_BYTES,
