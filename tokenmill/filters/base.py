@@ -14,6 +14,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from tokenmill.config import ConfigError
+from tokenmill.filters.words import Words, WordSplitter, shared_splitter
 from tokenmill.schema import DROP_REASON, TEXT, set_column, with_drop_reason
 from tokenmill.stage import Stage
 
@@ -47,6 +48,36 @@ class FilterStage(Stage):
 
     def filter_batch(self, texts: list[str]) -> tuple[dict[str, object], list[str | None]]:  # pragma: no cover
         raise NotImplementedError
+
+
+class WordsStage(FilterStage):
+    """A `FilterStage` that splits text into words as datatrove does (spaCy's blank tokenizer, `words.py`).
+
+    The base of the Gopher, C4 and FineWeb filters, and the one to subclass for a word-level rule of your own:
+    give the config a `language: str = "en"` field and call `self.words(texts)` inside `filter_batch`; the
+    splitter is built once per worker and its chunk cache never travels with the pickled stage.
+    """
+
+    _splitter: WordSplitter | None = None
+
+    def check(self) -> None:
+        from tokenmill.filters.words import blank_pipeline
+
+        try:
+            blank_pipeline(self.config.language)
+        except (ImportError, OSError) as err:
+            raise ConfigError(f"{self.name}: language {self.config.language!r}: no spaCy tokenizer ({err})") from None
+
+    def setup(self) -> None:
+        if self._splitter is None:
+            self._splitter = shared_splitter(self.config.language)
+
+    def words(self, texts: list[str]) -> Words:
+        self.setup()
+        return self._splitter.words(texts)
+
+    def __getstate__(self) -> dict:
+        return {"config": self.config}  # the chunk cache stays in the worker
 
 
 def live_rows(table: pa.Table) -> np.ndarray:

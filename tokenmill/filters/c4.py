@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from typing import ClassVar
 
-from tokenmill.filters.gopher import _WordsStage
+from tokenmill.filters.base import WordsStage
 from tokenmill.stage import StageConfig
 
 CITATION_REGEX = re.compile(r"\[\d*]|\[edit]|\[citation needed]")  # datatrove c4_filters.py
@@ -41,7 +41,7 @@ class C4Config(StageConfig):
     language: str = "en"
 
 
-class C4Filter(_WordsStage):
+class C4Filter(WordsStage):
     name = "c4"
     Config = C4Config
     score_columns: ClassVar[tuple[str, ...]] = ("c4.line_kept_frac",)

@@ -16,7 +16,7 @@ import pyarrow.compute as pc
 
 from tokenmill.filters import segments as seg
 from tokenmill.filters._punct import TERMINAL_PUNCTUATION
-from tokenmill.filters.gopher import _WordsStage
+from tokenmill.filters.base import WordsStage
 from tokenmill.stage import StageConfig
 
 
@@ -32,7 +32,7 @@ class FineWebQualityConfig(StageConfig):
     language: str = "en"
 
 
-class FineWebQualityFilter(_WordsStage):
+class FineWebQualityFilter(WordsStage):
     name = "fineweb_quality"
     Config = FineWebQualityConfig
     score_columns: ClassVar[tuple[str, ...]] = ("fineweb.line_punct_ratio", "fineweb.short_line_ratio",

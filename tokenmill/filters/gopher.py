@@ -20,8 +20,8 @@ import numpy as np
 import pyarrow as pa
 
 from tokenmill.filters import segments as seg
-from tokenmill.filters.base import FilterStage
-from tokenmill.filters.words import Words, WordSplitter, shared_splitter
+from tokenmill.filters.base import WordsStage
+from tokenmill.filters.words import Words
 from tokenmill.stage import StageConfig
 
 GOPHER_STOP_WORDS = ("the", "be", "to", "of", "and", "that", "have", "with")  # Gopher paper, A.1.1
@@ -53,31 +53,7 @@ class GopherQualityConfig(StageConfig):
     language: str = "en"
 
 
-class _WordsStage(FilterStage):
-    _splitter: WordSplitter | None = None
-
-    def check(self) -> None:
-        from tokenmill.config import ConfigError
-        from tokenmill.filters.words import blank_pipeline
-
-        try:
-            blank_pipeline(self.config.language)
-        except (ImportError, OSError) as err:
-            raise ConfigError(f"{self.name}: language {self.config.language!r}: no spaCy tokenizer ({err})") from None
-
-    def setup(self) -> None:
-        if self._splitter is None:
-            self._splitter = shared_splitter(self.config.language)
-
-    def words(self, texts: list[str]) -> Words:
-        self.setup()
-        return self._splitter.words(texts)
-
-    def __getstate__(self) -> dict:
-        return {"config": self.config}  # the chunk cache stays in the worker
-
-
-class GopherRepetitionFilter(_WordsStage):
+class GopherRepetitionFilter(WordsStage):
     name = "gopher_repetition"
     Config = GopherRepetitionConfig
     score_columns: ClassVar[tuple[str, ...]] = ("gopher_rep.dup_line_frac", "gopher_rep.top_2_gram_frac")
@@ -118,7 +94,7 @@ class GopherRepetitionFilter(_WordsStage):
         return signals, reasons
 
 
-class GopherQualityFilter(_WordsStage):
+class GopherQualityFilter(WordsStage):
     name = "gopher_quality"
     Config = GopherQualityConfig
     score_columns: ClassVar[tuple[str, ...]] = ("gopher_quality.n_words", "gopher_quality.mean_word_length",
