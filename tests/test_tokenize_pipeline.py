@@ -43,6 +43,7 @@ def doc_files(tmp_path_factory) -> list[str]:
         for i, r in enumerate(rows):
             r["source"] = "cc/CC-MAIN-2024-22" if (i % 3 or f == 2) else "wiki/en"
             r["drop_reason"] = "gopher_rep.dup_line_frac" if i % 10 == 0 else None
+            r["warc_path"], r["warc_offset"] = f"crawl/part-{f}.warc.gz", 1000 * i
         path = d / f"part-{f:05d}.parquet"
         pq.write_table(documents_from_pylist(rows), path)
         files.append(str(path))
@@ -62,6 +63,7 @@ def test_tokenize_phases_on_ray(ray_local, doc_files, tmp_path):
     for src, slug in [("cc/CC-MAIN-2024-22", "cc_CC-MAIN-2024-22"), ("wiki/en", "wiki_en")]:
         ds = TokenDataset.open(out / slug)
         kept = {r["id"]: r["text"] for r in table if r["source"] == src and r["drop_reason"] is None}
+        origin = {r["id"]: (r["warc_path"], r["warc_offset"]) for r in table}
         assert ds.source == src and ds.num_docs == len(kept) and ds.dtype == np.dtype("<u2")
         assert ds.vocab_size == 600 and ds.meta["tokenizer"]["sha256"]
         assert set(ds.meta["packing"]) == {"concat-256", "bestfit-256"}
@@ -71,6 +73,7 @@ def test_tokenize_phases_on_ray(ray_local, doc_files, tmp_path):
             for row in ds.index(s).to_pylist():
                 ids = toks[row["token_start"]: row["token_start"] + row["token_count"]]
                 assert ids[-1] == ds.eos_id and row["source"] == src
+                assert (row["warc_path"], row["warc_offset"]) == origin[row["id"]]  # the crawl record, one hop
                 assert tok.decode(ids[:-1].tolist()) == kept.pop(row["id"])
         assert not kept  # every kept document of the source is in its dataset, once
 

@@ -212,3 +212,23 @@ def test_corrupt_remote_shards_are_refused_naming_the_url(small_dataset):
             remote.read(2, 0, 10)
         with pytest.raises(ShardError, match=r"/ds/shard-00000.bin: shard file missing"):
             remote.read(0, 0, 10)
+
+
+def test_an_index_written_before_origin_columns_reads_them_as_nulls(tmp_path):
+    """Datasets tokenized before warc_path/warc_offset joined the index still open, with null origins."""
+    import pyarrow.parquet as pq
+
+    from tokenmill.tokenize.format import INDEX_SCHEMA
+
+    docs = [{"id": f"d{i}", "url": f"https://x.test/{i}", "source": "s", "ids": [5, 6, 7 + i]} for i in range(4)]
+    write_token_dataset(tmp_path, ((d, d["ids"]) for d in docs), vocab_size=64, eos_id=0)
+    meta = json.loads((tmp_path / "dataset.json").read_text())
+    idx = tmp_path / meta["shards"][0]["idx"]
+    pq.write_table(pq.read_table(idx).drop_columns(["warc_path", "warc_offset"]), idx)
+    for entry in meta["shards"]:
+        entry.pop("idx_sha256", None)
+    (tmp_path / "dataset.json").write_text(json.dumps(meta))
+    table = TokenDataset.open(tmp_path).index(0)
+    assert table.schema.names == INDEX_SCHEMA.names
+    assert table.column("warc_path").null_count == table.num_rows == 4
+    assert table.column("id").to_pylist() == ["d0", "d1", "d2", "d3"]

@@ -11,6 +11,7 @@ from tokenmill.config import ConfigError
 from tokenmill.tokenize.shards import write_token_dataset
 from tokenmill.trace.index import build_span_index, sa_names
 from tokenmill.trace.search import MIN_SPAN_TOKENS, Tracer, trace_text_command
+from tokenmill.trace.view import render_text
 
 TOKENIZER = "tokenizers/dolma_gpt-neox-style_byte-level-bpe_tokenizer.json"
 ARTICLES = "html/scrapinghub_aeb/ground-truth.json"
@@ -18,7 +19,8 @@ ARTICLES = "html/scrapinghub_aeb/ground-truth.json"
 
 def articles(shared_data) -> list[dict]:
     truth = json.loads((shared_data / ARTICLES).read_text())
-    return [{"id": k, "url": v["url"], "source": "aeb", "text": v["articleBody"]} for k, v in truth.items()]
+    return [{"id": k, "url": v["url"], "source": "aeb", "text": v["articleBody"], "warc_path": "aeb.warc.gz",
+             "warc_offset": 4096 * i} for i, (k, v) in enumerate(truth.items())]
 
 
 def indexed_dataset(shared_data, out, ray_local) -> tuple:
@@ -63,6 +65,8 @@ def test_copied_sentence_is_attributed_to_its_document(dataset, tracer):
     assert longest["count"] >= 1
     first = result["documents"][0]
     assert first["id"] == doc["id"] and first["url"] == doc["url"] and first["source"] == "aeb"
+    assert (first["warc_path"], first["warc_offset"]) == (doc["warc_path"], doc["warc_offset"])  # to the crawl
+    assert f"crawl record aeb.warc.gz @ {doc['warc_offset']}" in render_text(result)
     snippet = next(s for s in first["snippets"] if s["span"] == longest["id"])
     assert snippet["match"].strip() == longest["text"].strip()
     assert snippet["match"].strip() in doc["text"] and snippet["before"].strip()[-20:] in doc["text"]

@@ -6,7 +6,8 @@ A tokenized dataset is a folder:
                               counts, packing plans with their rates, and every shard with its checksums
     shard-NNNNN.bin           flat little-endian uint16 (vocab <= 65,536) or uint32 token ids; every document is
                               followed by one EOS token, which belongs to that document
-    shard-NNNNN.idx.parquet   one row per document: id, url, source, token_start, token_count (EOS included)
+    shard-NNNNN.idx.parquet   one row per document: id, url, source, token_start, token_count (EOS included),
+                              warc_path, warc_offset (the crawl record it came from; null where unknown)
     tokenizer.json            a copy of the tokenizer (dataset.json "tokenizer" has its original path and sha256)
     packing-MODE-SEQLEN.npy   packing plans (tokenmill.tokenize.packing), when computed
 
@@ -40,8 +41,19 @@ INDEX_SCHEMA = pa.schema(
         pa.field("source", pa.string()),
         pa.field("token_start", pa.int64()),  # offset of the document's first token in its shard
         pa.field("token_count", pa.int64()),  # tokens of the document, its trailing EOS included
+        pa.field("warc_path", pa.string()),  # output -> document -> crawl record in one hop (trace, quarantine)
+        pa.field("warc_offset", pa.int64()),
     ]
 )
+ORIGIN_COLUMNS = ("warc_path", "warc_offset")  # absent from indexes written before they were added: read as nulls
+
+
+def conform_index(table: pa.Table) -> pa.Table:
+    """An index table read from disk in INDEX_SCHEMA's shape: columns an older writer did not know are nulls."""
+    for field in INDEX_SCHEMA:
+        if field.name not in table.column_names:
+            table = table.append_column(field, pa.nulls(table.num_rows, field.type))
+    return table
 
 
 class ShardError(ValueError):

@@ -25,7 +25,7 @@ from pydantic import Field, model_validator
 from tokenmill.config import ConfigError, Strict
 from tokenmill.stage import Phases, Task
 from tokenmill.tokenize.fastbpe import FastBPE
-from tokenmill.tokenize.format import dtype_for_vocab, source_slug
+from tokenmill.tokenize.format import ORIGIN_COLUMNS, dtype_for_vocab, source_slug
 from tokenmill.tokenize.tokenizer import (
     DEFAULT_SPECIAL_TOKENS,
     load_tokenizer,
@@ -145,7 +145,8 @@ def encode_file(doc_file: str, index: int, out_dir: str, tok_path: str, config: 
 
 
 def kept_batches(doc_file: str, batch_docs: int) -> Iterator[tuple[pa.RecordBatch, int]]:
-    """(batch of kept documents with id/url/source/text, rows skipped: null text or a drop_reason)."""
+    """(batch of kept documents with id/url/source/text/warc_path/warc_offset, rows skipped: null text or a
+    drop_reason). Columns a document file lacks come back as nulls."""
     try:
         pf = pq.ParquetFile(doc_file)
     except Exception as err:
@@ -153,15 +154,16 @@ def kept_batches(doc_file: str, batch_docs: int) -> Iterator[tuple[pa.RecordBatc
     names = pf.schema_arrow.names
     if "text" not in names:
         raise ConfigError(f"{doc_file}: no `text` column to tokenize")
-    cols = [c for c in ("id", "url", "source", "text", "drop_reason") if c in names]
+    cols = [c for c in ("id", "url", "source", "text", "drop_reason", *ORIGIN_COLUMNS) if c in names]
     for batch in pf.iter_batches(batch_size=batch_docs, columns=cols):
         keep = pc.is_valid(batch.column("text"))
         if "drop_reason" in cols:
             keep = pc.and_(keep, pc.is_null(batch.column("drop_reason")))
         kept = batch.filter(keep)
-        for name in ("id", "url", "source"):
+        for name, typ in (("id", pa.string()), ("url", pa.string()), ("source", pa.string()),
+                          ("warc_path", pa.string()), ("warc_offset", pa.int64())):
             if name not in cols:
-                kept = kept.append_column(name, pa.nulls(len(kept), pa.string()))
+                kept = kept.append_column(name, pa.nulls(len(kept), typ))
         yield kept, len(batch) - len(kept)
 
 
@@ -185,7 +187,7 @@ class SourceShards:
             meta = batch.take(rows)
             self.writers[slug].add_batch([ids[r] for r in rows], {
                 "id": meta.column("id").to_pylist(), "url": meta.column("url").to_pylist(),
-                "source": [src] * len(rows)})
+                "source": [src] * len(rows), **{c: meta.column(c).to_pylist() for c in ORIGIN_COLUMNS}})
 
     def close(self) -> dict[str, int]:
         return {slug: w.close()["num_tokens"] for slug, w in self.writers.items()}

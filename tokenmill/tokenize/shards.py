@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import xxhash
 
-from tokenmill.tokenize.format import BLOCK_BYTES, FORMAT, META_NAME, ShardError, sha256_file
+from tokenmill.tokenize.format import BLOCK_BYTES, FORMAT, META_NAME, ShardError, conform_index, sha256_file
 from tokenmill.tokenize.remote import DEFAULT_DISK_CACHE_BYTES, BlockCache, RemoteShard
 from tokenmill.tokenize.writer import write_token_dataset  # noqa: F401  (public: the in-process writer)
 
@@ -182,7 +182,7 @@ class TokenDataset:
         return np.frombuffer(rs.read_bytes(start * size, stop * size), dtype=self.dtype)
 
     def index(self, shard: int) -> pa.Table:
-        """The shard's documents: id, url, source, token_start, token_count (EOS included), in stream order."""
+        """The shard's documents in stream order: `INDEX_SCHEMA`'s columns (null origin for an older index)."""
         if shard not in self._index:
             if not 0 <= shard < self.num_shards:
                 raise IndexError(f"{self.root}: shard {shard} out of range (dataset has {self.num_shards})")
@@ -199,7 +199,7 @@ class TokenDataset:
 
                 if hashlib.sha256(raw).hexdigest() != entry["idx_sha256"]:
                     raise ShardError(f"{where}: sha256 does not match dataset.json (corrupt index)")
-            self._index[shard] = pq.read_table(pa.BufferReader(raw))
+            self._index[shard] = conform_index(pq.read_table(pa.BufferReader(raw)))
             self._starts[shard] = self._index[shard].column("token_start").to_numpy()
         return self._index[shard]
 

@@ -22,6 +22,7 @@ from tokenmill.tokenize.format import (
     FORMAT,
     INDEX_SCHEMA,
     META_NAME,
+    ORIGIN_COLUMNS,
     StreamHasher,
     dtype_for_vocab,
     sha256_file,
@@ -49,7 +50,8 @@ class ShardWriter:
 
     def add_batch(self, ids: Sequence[Sequence[int]] | Sequence[np.ndarray], ids_meta: pa.Table | dict,
                   append_eos: bool = True) -> None:
-        """Append documents: `ids[i]` are document i's ids (no EOS), `ids_meta` its id/url/source columns."""
+        """Append documents: `ids[i]` are document i's ids (no EOS), `ids_meta` its id/url/source columns
+        (and optionally warc_path/warc_offset)."""
         lengths = np.fromiter((len(x) for x in ids), np.int64, count=len(ids))
         flat = _flatten(ids, lengths, self.dtype, self.eos_id if append_eos else None)
         counts = lengths + 1 if append_eos else lengths
@@ -62,7 +64,8 @@ class ShardWriter:
         self._rows.append(pa.record_batch(
             [pa.array(_col(ids_meta, "id"), pa.string()), pa.array(_col(ids_meta, "url"), pa.string()),
              pa.array(_col(ids_meta, "source"), pa.string()), pa.array(starts, pa.int64()),
-             pa.array(counts, pa.int64())], schema=INDEX_SCHEMA))
+             pa.array(counts, pa.int64()), pa.array(_col(ids_meta, "warc_path"), pa.string()),
+             pa.array(_col(ids_meta, "warc_offset"), pa.int64())], schema=INDEX_SCHEMA))
         data = flat.astype(self.dtype.newbyteorder("<"), copy=False).tobytes()
         self._bin.write(data)
         self._hasher.update(data)
@@ -97,6 +100,8 @@ def sidecar_name(number: int) -> str:
 def _col(meta: pa.Table | dict, name: str) -> list:
     if isinstance(meta, pa.Table):
         return meta.column(name).to_pylist() if name in meta.column_names else [None] * meta.num_rows
+    if name not in meta:
+        return [None] * len(meta["id"])
     return list(meta[name])
 
 
@@ -186,7 +191,7 @@ def write_token_dataset(
             take = max(int(np.searchsorted(cum, room, side="right")), done + (writer.num_docs == 0))
             if take > done:
                 writer.add_batch(ids[done:take], {k: [m.get(k) for m in metas[done:take]]
-                                                  for k in ("id", "url", "source")})
+                                                  for k in ("id", "url", "source", *ORIGIN_COLUMNS)})
                 done = take
             if done < len(ids):
                 shards.append(writer.close())

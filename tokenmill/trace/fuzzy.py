@@ -82,5 +82,6 @@ class FuzzyIndex:
         for jaccard, shard, row in scored[:top]:
             meta = shard.dataset.index(shard.number).slice(row, 1).to_pylist()[0]
             out.append({"jaccard": round(jaccard, 4), "id": meta["id"], "url": meta["url"], "source": meta["source"],
+                        "warc_path": meta["warc_path"], "warc_offset": meta["warc_offset"],
                         "shard": shard.number, "dataset": shard.dataset.root})
         return out

@@ -5,7 +5,7 @@
    shard gives all of them at once (max over shards);
 3. spans are trimmed to word boundaries, spans inside longer ones dropped, and the K = ceil(0.05 · L) spans
    with the lowest unigram probability kept (rare spans are the informative ones);
-4. each span's occurrences are counted and up to MAX_DOCS_PER_SPAN located, mapped to documents (url, source)
+4. each span's occurrences are counted and up to MAX_DOCS_PER_SPAN located, mapped to documents (url, source, WARC path and offset)
    through the shard index, with a snippet around the match; documents are ranked by BM25 against the output.
 
 Measured (benchmarks/trace.py, shared 2-core machine), a 500-token output end to end: p50 31 ms / p99 97 ms
@@ -126,7 +126,8 @@ class Tracer:
     def _document(self, shard, row: int) -> dict:
         meta = shard.dataset.index(shard.number).slice(row, 1).to_pylist()[0]
         start, n = int(meta["token_start"]), int(meta["token_count"])
-        return {"id": meta["id"], "url": meta["url"], "source": meta["source"], "shard": shard.number,
+        return {"id": meta["id"], "url": meta["url"], "source": meta["source"], "warc_path": meta["warc_path"],
+                "warc_offset": meta["warc_offset"], "shard": shard.number,
                 "dataset": shard.dataset.root, "token_start": start, "token_count": n, "snippets": [],
                 "_spans": [], "_tokens": np.asarray(shard.tokens[start : start + min(n, BM25_MAX_DOC_TOKENS)])}
 

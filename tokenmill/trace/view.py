@@ -41,6 +41,8 @@ def render_text(result: dict, text: str | None = None) -> str:
     for d in docs:
         lines.append(f"  {d['rank']:>2}. {d['url'] or '(no url)'}  bm25 {d['bm25']:.2f}  spans {d['spans']}")
         lines.append(f"      source {d['source']}  id {d['id']}  shard {d['shard']}")
+        if d.get("warc_path"):
+            lines.append(f"      crawl record {d['warc_path']} @ {d['warc_offset']}")
         for sn in d["snippets"][:2]:
             snippet = f"…{_one_line(sn['before'])[-60:]} [[{_one_line(sn['match'])}]] {_one_line(sn['after'])[:60]}…"
             lines += ["      " + w for w in textwrap.wrap(snippet, WIDTH - 6)]
