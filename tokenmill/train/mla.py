@@ -1,4 +1,4 @@
-"""Multi-head Latent Attention (DeepSeek-V2/V3) and RMSNorm.
+"""Multi-head Latent Attention (DeepSeek-V2/V3).
 
 Queries: x -> wq_a (q_lora_rank) -> RMSNorm -> wq_b -> per head [nope | rope]; with q_lora_rank = 0 a single wq.
 Keys/values: x -> wkv_a -> [latent (kv_lora_rank) | one shared rope key (R)]; the latent goes through RMSNorm and
@@ -23,18 +23,8 @@ from torch import nn
 
 from tokenmill.train.linear import Linear
 from tokenmill.train.model_args import ModelArgs
+from tokenmill.train.norm import RMSNorm
 from tokenmill.train.rope import apply_rope, softmax_scale
-
-
-class RMSNorm(nn.Module):
-    def __init__(self, dim: int, eps: float = 1e-6):
-        super().__init__()
-        self.eps = eps
-        self.weight = nn.Parameter(torch.ones(dim))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # float32 statistics like DeepSeek and HF, so bf16 runs normalize the same way
-        return F.rms_norm(x.float(), (x.shape[-1],), self.weight.float(), self.eps).to(x.dtype)
 
 
 @dataclass

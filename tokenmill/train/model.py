@@ -24,9 +24,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from tokenmill.train.linear import Linear
-from tokenmill.train.mla import MLA, LatentCache, RMSNorm
+from tokenmill.train.mla import MLA, LatentCache
 from tokenmill.train.model_args import PRESETS, ModelArgs, model_args
 from tokenmill.train.moe import MLP, MoE
+from tokenmill.train.norm import RMSNorm
 from tokenmill.train.rope import rope_cos_sin
 
 __all__ = ["PRESETS", "ModelArgs", "ModelOutput", "Transformer", "model_args"]
